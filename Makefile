@@ -1,0 +1,38 @@
+# The two commands of the README: `make report` and `make test`. Both set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PROFILE ?= smoke
+LANGUAGES ?= ita
+REPORT_SOURCE ?=
+PYTEST_ARGS ?=
+
+.PHONY: install report report-only test bench clean-runs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# torch is pinned to the CPU build that lies on this machine's disk (see DEVELOPERS.md).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+report: install
+	$(BIN)/zagreus run --profile $(PROFILE) --languages $(LANGUAGES) $(if $(REPORT_SOURCE),--report-source $(REPORT_SOURCE))
+
+report-only: install
+	$(BIN)/zagreus report --profile $(PROFILE) $(if $(REPORT_SOURCE),--report-source $(REPORT_SOURCE))
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/bench_runner.py
+
+clean-runs:
+	rm -rf runs report/smoke report/full

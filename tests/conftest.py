@@ -1,0 +1,40 @@
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+# Keep Jupyter/IPython/matplotlib state out of $HOME and never touch the network.
+_STATE = Path(tempfile.mkdtemp(prefix="zagreus-tests-"))
+for _name, _sub in [("MPLCONFIGDIR", "mpl"), ("IPYTHONDIR", "ipython"), ("JUPYTER_CONFIG_DIR", "jcfg"),
+                    ("JUPYTER_RUNTIME_DIR", "jrun"), ("JUPYTER_DATA_DIR", "jdata"), ("HF_HOME", "hf")]:
+    os.environ.setdefault(_name, str(_STATE / _sub))
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "AXOLOTL_DO_NOT_TRACK",
+              "DO_NOT_TRACK"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def make_notebook(path: Path, parameters: str, body: str) -> Path:
+    """A tiny stage notebook: a cell tagged `parameters`, then the body."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def report_source():
+    """The technical report's markdown when it is present beside the repository (CI has it)."""
+    from zagreus_utils import paths
+
+    env = os.environ.get("ZAGREUS_REPORT_SOURCE")
+    path = Path(env) if env else paths.DEFAULT_REPORT_SOURCE
+    if not path.is_file():
+        pytest.skip(f"the report's markdown is not present at {path}")
+    return path
