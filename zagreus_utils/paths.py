@@ -20,3 +20,8 @@ def run_dir(profile: str, language: str | None = None, root: Path | None = None)
     """``runs/<profile>/<language>`` (or ``runs/<profile>`` for profile-wide stages)."""
     base = Path(root) if root is not None else runs_root()
     return base / profile / language if language else base / profile
+
+
+def report_dir(profile: str) -> Path:
+    """Where the HTML report of a profile is built; ``ZAGREUS_REPORT_DIR`` overrides ``report/``."""
+    return Path(os.environ.get("ZAGREUS_REPORT_DIR", REPORT)) / profile

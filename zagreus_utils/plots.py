@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -114,9 +115,9 @@ def _run_only(df: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def _wide(rows: pd.DataFrame) -> pd.DataFrame:
-    from .tables import _pivot
+    from .tables import pivot_rows
 
-    return _pivot(rows)
+    return pivot_rows(rows)
 
 
 def _series(rows: pd.DataFrame) -> list[dict]:
@@ -155,21 +156,32 @@ def _series_label(s: dict) -> str:
 
 
 def _model_name(rows: pd.DataFrame, language: str) -> str:
-    models = rows["model"].dropna().astype(str).unique() if "model" in rows.columns else []
-    models = [m for m in models if m.strip()]
-    if len(models) == 1:
+    """The report's name for the model: its table heading (``Zagreus-0.4B-ita-base``), else the
+    model column, else ``Zagreus-0.4B-<lang>``."""
+    titles = [str(t) for t in rows.get("table_title", []) if _present(t)]
+    if titles and titles[0].lower().startswith("zagreus"):
+        return re.sub(r"\s*\(.*\)\s*$", "", titles[0])
+    models = [str(m) for m in rows.get("model", []) if _present(m)]
+    if len(set(models)) == 1:
         return models[0]
     return f"Zagreus-0.4B-{language}"
 
 
-def _value_limits(values: list[float], chance: list[float], bottom_room: bool) -> tuple[float, float]:
-    finite = [v for v in list(values) + list(chance) if v is not None and not math.isnan(v)]
+def _value_limits(values: list[float], chance: list[float], bottom_room: float = 0.0) -> tuple[float, float]:
+    """y-limits holding every value and chance level with a margin; ``bottom_room`` (a fraction of
+    the axes height) is kept free of data at the bottom for the not-reported markers."""
+    finite = [float(v) for v in list(values) + list(chance) if v is not None and not pd.isna(v)]
     if not finite:
         return 0.0, 1.0
     lo, hi = min(finite), max(finite)
     pad = max(0.015, 0.08 * (hi - lo))
-    bottom = lo - pad * (3.0 if bottom_room else 1.0)
-    return bottom, hi + pad
+    top = hi + pad
+    bottom = lo - pad
+    if bottom_room > 0:
+        # the lowest value sits at ``bottom_room`` (+ a little) of the axes height
+        f = bottom_room + 0.04
+        bottom = min(bottom, (lo - f * top) / (1 - f))
+    return bottom, top
 
 
 def _step_axis(ax, steps) -> float:
@@ -179,14 +191,32 @@ def _step_axis(ax, steps) -> float:
     scale = 1000.0 if thousands else 1.0
     if thousands:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}k"))
-        ax.set_xlabel("training step (thousands)")
+        ax.set_xlabel("training step (k = thousand steps)")
     else:
         ax.set_xlabel("training step")
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=not thousands or None, min_n_ticks=3))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10], integer=not thousands,
+                                           min_n_ticks=3))
     return scale
 
 
-def _draw_progression(ax, series: list[dict], scale: float, ylim: tuple[float, float]) -> list[str]:
+_MISSING_Y0, _MISSING_DY = 0.035, 0.04  # axes fractions of the not-reported crosses
+
+
+def _missing_room(series: list[dict]) -> float:
+    if not any(pd.isna(s["values"]).any() for s in series):
+        return 0.0
+    return _MISSING_Y0 + _MISSING_DY * (len(series) - 1) + 0.03
+
+
+def _missing_label(notes: list[tuple[str, str]]) -> str:
+    """"HellaSwag, ARC at 205k" from [("HellaSwag", "205k"), ("ARC", "205k")]."""
+    by_steps: dict[str, list[str]] = {}
+    for name, steps in notes:
+        by_steps.setdefault(steps, []).append(name)
+    return "; ".join(f"{', '.join(names)} at {steps}" for steps, names in by_steps.items())
+
+
+def _draw_progression(ax, series: list[dict], scale: float, ylim: tuple[float, float]) -> list:
     """Lines + markers per benchmark, missing values as crosses on the bottom edge; returns notes."""
     bottom_edge = blended_transform_factory(ax.transData, ax.transAxes)
     notes = []
@@ -196,17 +226,27 @@ def _draw_progression(ax, series: list[dict], scale: float, ylim: tuple[float, f
         x = s["steps"] / scale
         y = s["values"]
         ok = ~pd.isna(y)
-        line, = ax.plot(x[ok], y[ok], marker=marker, color=color, lw=1.8, ms=6, label=_series_label(s))
+        # NaN breaks the line: a value the report does not give is not interpolated.
+        line, = ax.plot(x, y, marker=marker, color=color, lw=1.8, ms=6, label=_series_label(s))
         line.set_gid(f"series:{s['task']}")
         missing = x[~ok]
         if len(missing):
-            # Stacked slightly per series so crosses of different benchmarks stay distinguishable.
-            ys = [0.035 + 0.045 * i] * len(missing)
+            # Stacked per series so crosses of different benchmarks stay distinguishable.
+            ys = [_MISSING_Y0 + _MISSING_DY * i] * len(missing)
             mk, = ax.plot(missing, ys, linestyle="none", marker="x", ms=8, mew=2, color=color,
                           transform=bottom_edge, clip_on=False, label="_nolegend_")
             mk.set_gid(f"missing:{s['task']}")
             steps = ", ".join(f"{v:g}k" if scale == 1000 else f"{v:g}" for v in missing)
-            notes.append(f"{DISPLAY.get(s['family'], s['task'])} at {steps}")
+            notes.append((DISPLAY.get(s["family"], s["task"]), steps))
+    missing_x: dict[float, int] = {}
+    for i, s in enumerate(series):
+        for x in s["steps"][pd.isna(s["values"])] / scale:
+            missing_x[float(x)] = max(missing_x.get(float(x), 0), i)
+    for x, top in missing_x.items():
+        ax.axvline(x, color="#bbbbbb", lw=0.8, ls=":", zorder=0)
+        ax.annotate("not reported", (x, _MISSING_Y0 + _MISSING_DY * top), xycoords=bottom_edge,
+                    xytext=(7, 0), textcoords="offset points", va="center", ha="left", fontsize=8,
+                    color="#555555", gid="missing-label")
     ax.set_ylim(*ylim)
     ax.grid(True, axis="y", color="#e5e5e5", lw=0.8)
     ax.set_axisbelow(True)
@@ -256,11 +296,11 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
 
     all_values = [v for s in series + run_series for v in s["values"]]
     chances = [c for c in (_chance_or_none(s["task"]) for s in series + run_series) if c is not None]
-    has_missing = any(pd.isna(s["values"]).any() for s in series + run_series)
-    ylim = _value_limits(all_values, chances, bottom_room=has_missing)
+    room = max(_missing_room(series), _missing_room(run_series))
+    ylim = _value_limits(all_values, chances, bottom_room=room)
 
     two = bool(run_series)
-    fig = Figure(figsize=(13.5 if two else 10, 5.2), layout="constrained")
+    fig = _figure((13.5 if two else 10, 5.2))
     axes = fig.subplots(1, 2, sharey=True) if two else [fig.subplots()]
     ax = axes[0]
     scale = _step_axis(ax, [v for s in series for v in s["steps"]])
@@ -273,9 +313,6 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
     for line, label in chance_handles:
         handles.append(line)
         labels.append(label)
-    if notes:
-        handles.append(Line2D([], [], ls="none", marker="x", ms=8, mew=2, color="#555555"))
-        labels.append("not reported in the report (“—”), drawn on the bottom edge")
 
     if two:
         rax = axes[1]
@@ -294,16 +331,29 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
             if label not in labels:
                 handles.append(line)
                 labels.append(label)
-        notes += [f"this run: {n}" for n in run_notes]
+    else:
+        run_notes = []
+    if notes or run_notes:
+        text = []
+        if notes:
+            text.append(_missing_label(notes))
+        if run_notes:
+            text.append("this run: " + _missing_label(run_notes))
+        handles.append(Line2D([], [], ls="none", marker="x", ms=8, mew=2, color="#555555"))
+        labels.append("not reported (“—”, crosses on the bottom edge): " + "; ".join(text))
 
     model = _model_name(rows, language)
     lang_name = LANGUAGE_NAMES.get(language, language)
     fig.suptitle(f"{model}: {lang_name} checkpoint progression", fontsize=13)
-    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
-    if notes:
-        fig.text(0.5, 0.0, "Not reported (“—”): " + "; ".join(notes), ha="center", va="bottom",
-                 fontsize=9, color="#333333", wrap=True).set_gid("missing-note")
-        fig.get_layout_engine().set(h_pad=0.12)
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    legend.set_gid("legend")
+    return fig
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure whose layout engine keeps titles, legends and labels inside it and apart."""
+    fig = Figure(figsize=size, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)
     return fig
 
 
@@ -314,7 +364,7 @@ def _value_label_axis(ax, max_value: float):
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def _grouped_barh(ax, wide: pd.DataFrame, colors: list[str], average_columns: set[str], hatch_rows=()):
+def _grouped_barh(ax, wide: pd.DataFrame, colors: list[str], average_columns: set[str], hatch_rows=()) -> None:
     """Horizontal grouped bars: one group per column (top to bottom), one bar per row of ``wide``."""
     n_rows = len(wide.index)
     height = 0.8 / max(n_rows, 1)
@@ -322,7 +372,6 @@ def _grouped_barh(ax, wide: pd.DataFrame, colors: list[str], average_columns: se
     for g, column in enumerate(wide.columns):
         for r, label in enumerate(wide.index):
             positions[(column, label)] = g + (r - (n_rows - 1) / 2) * height
-    bars = {}
     for r, label in enumerate(wide.index):
         ys, xs, missing = [], [], []
         for column in wide.columns:
@@ -333,11 +382,12 @@ def _grouped_barh(ax, wide: pd.DataFrame, colors: list[str], average_columns: se
         container = ax.barh(ys, xs, height=height * 0.92, color=colors[r % len(colors)],
                             label=str(label), edgecolor="white", linewidth=0.5,
                             hatch="//" if label in hatch_rows else None)
-        ax.bar_label(container, fmt="%.4f", padding=2, fontsize=8)
+        for text in ax.bar_label(container, fmt="%.4f", padding=2, fontsize=8, zorder=5):
+            # a white backing keeps the number readable where a chance line crosses it
+            text.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6})
         for y in missing:
             ax.text(0.002, y, "not reported", va="center", ha="left", fontsize=7.5, color="#777777",
                     style="italic", gid="missing")
-        bars[label] = container
     ax.set_yticks(range(len(wide.columns)))
     ax.set_yticklabels([str(c) for c in wide.columns])
     for tick, column in zip(ax.get_yticklabels(), wide.columns):
@@ -347,7 +397,6 @@ def _grouped_barh(ax, wide: pd.DataFrame, colors: list[str], average_columns: se
         if column in average_columns:
             ax.axhspan(g - 0.45, g + 0.45, color="#f4f4f4", zorder=0)
     ax.set_ylim(len(wide.columns) - 0.5, -0.5)
-    return positions
 
 
 def _clean(text) -> str:
@@ -360,27 +409,38 @@ def _average_columns(rows: pd.DataFrame) -> set[str]:
 
 def _score_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Cells holding a score or a printed average (not the leaderboard's ``Rank``)."""
-    keep = rows["is_average"].astype(bool) | (rows["task"].map(_present) & (rows["task"] != "rank"))
+    from .tables import is_rank
+
+    rank = rows.apply(is_rank, axis=1) if len(rows) else pd.Series(dtype=bool)
+    keep = rows["is_average"].astype(bool) | (rows["task"].map(_present) & ~rank)
     return rows[keep]
 
 
 def leaderboard_figure(df: pd.DataFrame) -> Figure:
     """The Portuguese leaderboard (lm-evaluation-harness-pt): models side by side on every task."""
     rows = _score_rows(_rows(_published(df), "por_leaderboard"))
-    averages = {_clean(c) for c in _average_columns(rows)}
+    n_tasks = rows.loc[~rows["is_average"].astype(bool), "column"].nunique()
+    names = {}
+    for column, sel in rows.groupby("column", sort=False):
+        first = sel.iloc[0]
+        if bool(first["is_average"]):
+            names[column] = f"{_clean(column)}\n(average of {n_tasks})"
+        else:
+            detail = " · ".join(str(v) for v in (first["task"], first["metric"]) if _present(v))
+            names[column] = f"{_clean(column)}\n{detail}" if detail else _clean(column)
+    averages = {names[c] for c in _average_columns(rows)}
     wide = _wide(rows)
     wide.index = [_clean(i) for i in wide.index]
-    wide.columns = [_clean(c) for c in wide.columns]
-    fig = Figure(figsize=(10, 10.5), layout="constrained")
+    wide.columns = [names[c] for c in wide.columns]
+    fig = _figure((10, 10.5))
     ax = fig.subplots()
     _grouped_barh(ax, wide, ["#0072B2", "#56B4E9", "#E69F00"], averages)
     _value_label_axis(ax, float(wide.max().max()))
     ax.set_xlabel("score (each task's leaderboard metric: accuracy, F1-macro or Pearson; higher is better)")
     info = rows.iloc[0]
-    fig.suptitle("Portuguese leaderboard (lm-evaluation-harness-pt): Zagreus-0.4B-por checkpoints "
-                 "vs Qwen3-0.6B-Base", fontsize=12)
+    fig.suptitle(f"Portuguese leaderboard (lm-evaluation-harness-pt): {' vs '.join(wide.index)}", fontsize=12)
     ax.set_title(f"{_clean(info['table_title'])} table, tech report section {_section_number(info['section'])}; "
-                 "shaded group = the printed average over the nine tasks", fontsize=9.5)
+                 f"shaded group = the printed average over the {n_tasks} tasks", fontsize=9.5)
     fig.legend(loc="outside lower center", ncols=len(wide.index), fontsize=10, frameon=False)
     return fig
 
@@ -410,7 +470,7 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
         return fam if fam in DISPLAY else benchmark_family(column)
 
     models = [_clean(m) for m in wide.index]
-    fig = Figure(figsize=(15, 8.5), layout="constrained")
+    fig = _figure((15, 8.5))
     axes = fig.subplots(1, 2)
     colors = ["#E69F00", "#0072B2", "#56B4E9", "#999999", "#009E73"]
     max_value = float(wide.max().max())
@@ -419,7 +479,8 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
         families = [family_of(c, rows) for c in columns]
         panel = wide[columns].copy()
         panel.index = models
-        panel.columns = [DISPLAY.get(f, _clean(c)) for f, c in zip(families, columns)]
+        panel.columns = [f"{DISPLAY['average']}\n({_clean(c)})" if f == "average" else DISPLAY.get(f, _clean(c))
+                         for f, c in zip(families, columns)]
         hatch = ()
         if lang == "ita" and len(open_rows):
             open_wide = _wide(open_rows)
@@ -427,17 +488,20 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
                 entry = {}
                 for column in open_wide.columns:
                     fam = family_of(column, open_rows)
-                    entry[DISPLAY.get(fam, _clean(column))] = open_wide.loc[label, column]
+                    key = next((c for c in panel.columns if c.split("\n")[0] == DISPLAY.get(fam, _clean(column))),
+                               _clean(column))
+                    entry[key] = open_wide.loc[label, column]
                 name = f"{_clean(label)} (Open-Nesso)"
                 panel.loc[name] = pd.Series(entry).reindex(panel.columns)
                 hatch = (name,)
                 max_value = max(max_value, float(open_wide.max().max()))
-        _grouped_barh(ax, panel, colors, {DISPLAY["average"]}, hatch_rows=hatch)
+        _grouped_barh(ax, panel, colors, {c for c in panel.columns if c.startswith(DISPLAY["average"])},
+                      hatch_rows=hatch)
         # Chance level per benchmark group: a dashed segment spanning that group's bars.
         for g, column in enumerate(panel.columns):
-            level = CHANCE.get(benchmark_family(column))
+            level = CHANCE.get(benchmark_family(column.split("\n")[0]))
             if level is not None:
-                ax.vlines(level, g - 0.42, g + 0.42, colors="#555555", linestyles="--", lw=1.1, zorder=3,
+                ax.vlines(level, g - 0.42, g + 0.42, colors="#555555", linestyles="--", lw=1.1, zorder=2.5,
                           gid=f"chance:{column}")
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("score (IFEval: prompt-level strict accuracy; others: accuracy)")
@@ -449,18 +513,18 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
     labels.append("chance 0.25 (4-way multiple choice: ARC, HellaSwag, MMLU)")
     handles.append(Patch(facecolor="#f4f4f4", edgecolor="#cccccc"))
     labels.append("shaded group: the printed average of the panel's four tasks")
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=10, frameon=False)
     note = []
     if overall:
-        totals = ", ".join(f"{m} {wide.iloc[i][overall[0]]:.4f}" for i, m in enumerate(models))
-        note.append(f"{_clean(overall[0])} (EN+IT): {totals}")
+        totals = " · ".join(f"{m} {wide.iloc[i][overall[0]]:.4f}" for i, m in enumerate(models))
+        note.append(f"{_clean(overall[0])} (printed overall average, EN+IT): {totals}")
     if len(open_rows):
-        note.append("Open-Nesso (hatched, Open-Nesso table) has no IFEval result: "
+        note.append("Open-Nesso (hatched; its own table) has no IFEval result: "
                     "its average is over the three other Italian tasks")
+    # The notes go in the legend's title so the layout engine keeps them clear of everything else.
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=10, frameon=False,
+                        title="\n".join(note) or None, title_fontsize=9.5)
+    legend.set_gid("legend")
     fig.suptitle("Post-trained models (tech report, section 7): Nesso vs comparable small models", fontsize=13)
-    if note:
-        fig.text(0.5, 0.0, "\n".join(note), ha="center", va="bottom", fontsize=9.5, color="#333333")
-        fig.get_layout_engine().set(h_pad=0.25)
     return fig
 
 
@@ -473,12 +537,15 @@ def save(fig: Figure, out_dir, name: str) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     png, svg = out / f"{name}.png", out / f"{name}.svg"
-    fig.savefig(png, dpi=120, bbox_inches="tight", facecolor="white")
-    fig.savefig(svg, bbox_inches="tight", facecolor="white", metadata={"Date": None})
+    # fixed salt and no date: the same figure gives the same bytes, so manifests compare equal
+    with matplotlib.rc_context({"svg.hashsalt": name, "svg.fonttype": "path"}):
+        fig.savefig(png, dpi=120, facecolor="white")
+        fig.savefig(svg, facecolor="white", metadata={"Date": None})
     return {"png": png, "svg": svg}
 
 
-def _run_frame(run_results) -> pd.DataFrame | None:
+def run_frame(run_results) -> pd.DataFrame | None:
+    """This run's results as one tidy frame: from a frame, a mapping language -> frame, or a list."""
     if run_results is None:
         return None
     if isinstance(run_results, pd.DataFrame):
@@ -488,6 +555,29 @@ def _run_frame(run_results) -> pd.DataFrame | None:
         return pd.concat(frames, ignore_index=True) if frames else None
     frames = [f for f in run_results if f is not None and len(f)]
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+PLOT_LANGUAGES = ("ita", "spa", "fra", "por")
+
+
+def parse_languages(value) -> list[str]:
+    """Languages from a list or from text as papermill's ``-p`` passes it (``'["por"]'``,
+    ``"ita,por"``, ``"ita por"``); checked against the report's four languages and put in the
+    report's order (ita, spa, fra, por), so tables and figures follow the report whatever the input."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ZagreusError(f"languages {value!r} is not a JSON list; write e.g. '[\"ita\", \"por\"]'") from None
+        else:
+            value = [v for v in re.split(r"[,\s]+", text) if v]
+    languages = [str(v).strip() for v in value]
+    unknown = [lang for lang in languages if lang not in PLOT_LANGUAGES]
+    if unknown or not languages:
+        raise ZagreusError(f"languages {unknown or languages} not in the report; choose from {', '.join(PLOT_LANGUAGES)}")
+    return [lang for lang in PLOT_LANGUAGES if lang in languages]
 
 
 def _table_ids(languages) -> list[str]:
@@ -504,16 +594,13 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
 
     ``run_results``: this run's results in the tidy format (one frame, or a mapping language ->
     frame). ``published_df`` defaults to ``published.load()``. Paths in the index are relative to
-    ``out_dir``.
+    ``out_dir``; a table's ``line`` is the report line of its first row.
     """
     from . import published, tables
 
-    languages = list(languages)
-    unknown = [lang for lang in languages if lang not in LANGUAGE_NAMES or lang == "eng"]
-    if unknown:
-        raise ZagreusError(f"unknown language(s) {unknown}; choose from ita, spa, fra, por")
+    languages = parse_languages(languages)
     df = published.load() if published_df is None else published_df
-    run = _run_frame(run_results)
+    run = run_frame(run_results)
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -528,7 +615,7 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
         styler = tables.styled_table(df, table_id, run)
         html_path, csv_path = out / "tables" / f"{table_id}.html", out / "tables" / f"{table_id}.csv"
         html_path.write_text(tables.render_html(styler), encoding="utf-8")
-        wide.to_csv(csv_path, index_label="row", float_format="%.4f")
+        tables.to_csv(wide, csv_path, integer_columns=tables.style_options(df, table_id)["integer_columns"])
         index["tables"].append({"id": table_id, "title": info["title"], "html": rel(html_path),
                                 "csv": rel(csv_path), "section": info["section"], "line": info["line"]})
 
@@ -539,29 +626,33 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
 
     for lang in languages:
         table_id = f"{lang}_progression"
-        run_lang = None
-        if run is not None:
-            sel = run[run["table_id"] == table_id] if "table_id" in run.columns else run.iloc[0:0]
-            if sel.empty and "language" in run.columns:
-                sel = run[run["language"] == lang]
-            run_lang = sel if len(sel) else None
-        fig = progression_figure(df, lang, run_lang)
+        fig = progression_figure(df, lang, run)
+        with_run = len(fig.axes) > 1
         info = tables.provenance(df, table_id)
         caption = (f"Accuracy per benchmark against training step, from {info['caption']}. "
                    "Dashed: chance level; crosses on the bottom edge: not reported."
-                   + (" Right panel: this run's checkpoints." if run_lang is not None else ""))
-        add(f"zagreus-{lang}", fig, f"Zagreus-0.4B-{lang}: checkpoint progression", caption,
-            [table_id])
+                   + (" Right panel: this run's checkpoints, on their own step scale." if with_run else ""))
+        title = f"{_model_name(_rows(df, table_id), lang)}: {LANGUAGE_NAMES[lang]} checkpoint progression"
+        add(f"zagreus-{lang}", fig, title, caption, [table_id])
     if "por" in languages:
         info = tables.provenance(df, "por_leaderboard")
+        models = ", ".join(_clean(m) for m in _wide(_score_rows(_rows(df, "por_leaderboard"))).index)
         add("por-garcia", leaderboard_figure(df), "Portuguese leaderboard (lm-evaluation-harness-pt)",
-            f"Zagreus 483k and 582k against Qwen3-0.6B-Base on the nine tasks and their average, "
-            f"from {info['caption']}.", ["por_leaderboard"])
+            f"{models} on the leaderboard's tasks and their average, from {info['caption']}.",
+            ["por_leaderboard"])
     if "ita" in languages:
         a, b = tables.provenance(df, "nesso_comparison"), tables.provenance(df, "open_nesso")
         add("nesso-comparison", nesso_figure(df), "Post-trained Nesso models against comparable models",
             f"English and Italian benchmarks per model, from {a['caption']}; Open-Nesso from {b['caption']}.",
             ["nesso_comparison", "open_nesso"])
 
+    # Files of an earlier build that this one did not write (e.g. other languages) would linger
+    # beside the index; remove them so the folder holds exactly what outputs.json lists.
+    written = {out / e[k] for e in index["figures"] for k in ("png", "svg")}
+    written |= {out / e[k] for e in index["tables"] for k in ("html", "csv")}
+    for sub, suffixes in (("figures", {".png", ".svg"}), ("tables", {".html", ".csv"})):
+        for path in (out / sub).iterdir():
+            if path.is_file() and path.suffix in suffixes and path not in written:
+                path.unlink()
     (out / "outputs.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return index

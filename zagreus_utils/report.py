@@ -86,7 +86,11 @@ def _audit_section(source: Path | None) -> dict:
     from . import audit
 
     findings = audit.audit(source)
+    order = {"error": 0, "warning": 1, "info": 2}
     frame = audit.findings_frame(findings)
+    if len(frame):
+        frame = frame.sort_values(["severity", "line"], key=lambda c: c.map(order) if c.name == "severity" else c,
+                                  kind="stable")
     counts = frame["severity"].value_counts().to_dict() if len(frame) else {}
     table = (frame.style.hide(axis="index").set_table_attributes('class="audit"')
              .format(escape="html").to_html()) if len(frame) else ""
@@ -110,7 +114,7 @@ def build(profile: str, source: Path | None = None, root: Path | None = None,
     if published is None:
         raise ZagreusError(f"{plots['folder'] / OUTPUTS} is missing; rerun: zagreus run --profile {profile} --stages plots --force")
 
-    out = Path(out_dir) if out_dir else paths.REPORT / profile
+    out = Path(out_dir) if out_dir else paths.report_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
     rows, own_results = [], []
     for s in stages:

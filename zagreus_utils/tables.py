@@ -9,8 +9,9 @@ rows so one layout shows both.
 
 from __future__ import annotations
 
+import hashlib
 import html
-import math
+import re
 from collections.abc import Mapping
 
 import pandas as pd
@@ -46,7 +47,7 @@ def _chance_for(chance, column) -> float | None:
     return float(chance)
 
 
-def _clean_label(text) -> str:
+def clean_label(text) -> str:
     """Drop the report's markdown bold (``**zagreus 483k**``) from a label."""
     return str(text).replace("**", "").strip()
 
@@ -78,8 +79,8 @@ def styled(df_wide: pd.DataFrame, caption: str, chance=None, highlight_max=True,
         styler = styler.format(precision=4, na_rep=MISSING, escape="html", subset=decimals)
     if integers:
         styler = styler.format(precision=0, na_rep=MISSING, escape="html", subset=integers)
-    styler = styler.format_index(_clean_label, escape="html", axis=0)
-    styler = styler.format_index(_clean_label, escape="html", axis=1)
+    styler = styler.format_index(clean_label, escape="html", axis=0)
+    styler = styler.format_index(clean_label, escape="html", axis=1)
 
     def cell_css(column: pd.Series) -> list[str]:
         is_num = column.name in numeric
@@ -111,12 +112,27 @@ def styled(df_wide: pd.DataFrame, caption: str, chance=None, highlight_max=True,
     if run_rows:
         note.append("blue rows = this run")
     full = f"{caption} ({'; '.join(note)})"
-    return styler.set_caption(html.escape(full)).set_table_styles(_TABLE_CSS, overwrite=False)
+    # a uuid from the content (not random) keeps the HTML identical from one build to the next
+    uuid = hashlib.sha1((full + df.to_json()).encode("utf-8")).hexdigest()[:10]
+    return styler.set_caption(html.escape(full)).set_table_styles(_TABLE_CSS, overwrite=False).set_uuid(uuid)
 
 
 def render_html(styler) -> str:
     """The styled table as an HTML fragment (a ``<style>`` block and a ``<table>``)."""
     return styler.to_html()
+
+
+def to_csv(df_wide: pd.DataFrame, path, integer_columns=()) -> None:
+    """Write a wide table as CSV: labels without markdown, four decimals (integers for a rank),
+    empty cells where the report prints "—"."""
+    out = pd.DataFrame(index=[clean_label(i) for i in df_wide.index])
+    out.index.name = df_wide.index.name or "row"
+    integers = set(map(str, integer_columns))
+    for column in df_wide.columns:
+        values = df_wide[column].to_numpy()
+        digits = 0 if str(column) in integers else 4
+        out[clean_label(column)] = ["" if pd.isna(v) else f"{float(v):.{digits}f}" for v in values]
+    out.to_csv(path, encoding="utf-8")
 
 
 def _present(value) -> bool:
@@ -143,16 +159,18 @@ def provenance(published_df: pd.DataFrame, table_id: str) -> dict:
     where = ""
     if first is not None:
         where = f", lines {first}–{last}" if last != first else f", line {first}"
+    numbered = re.match(r"^(\d+)\.?\s+(.*)$", section)
+    section_text = f"§{numbered.group(1)} “{numbered.group(2)}”" if numbered else section
     if section and section != title:
-        caption = f"“{title}”, tech report section {section}{where}"
+        caption = f"“{title}”, tech report {section_text}{where}"
     elif section:
-        caption = f"tech report section {section}{where}"
+        caption = f"tech report {section_text}{where}"
     else:
         caption = f"“{title}”{where}"
     return {"id": table_id, "title": title, "section": section, "line": first, "caption": caption}
 
 
-def _pivot(rows: pd.DataFrame) -> pd.DataFrame:
+def pivot_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Tidy rows of one table -> wide (row label x printed column), in the printed order."""
     if rows.empty:
         return pd.DataFrame()
@@ -228,7 +246,7 @@ def with_run_results(published_df: pd.DataFrame, run_df: pd.DataFrame | None, ta
     if run.empty:
         return base
     run = _align_columns(run, published_rows)
-    run_wide = _pivot(run)
+    run_wide = pivot_rows(run)
     run_wide.index = [f"{RUN_PREFIX}{label}" for label in run_wide.index]
     extra = [c for c in run_wide.columns if c not in base.columns]
     combined = pd.concat([base, run_wide.reindex(columns=list(base.columns) + extra)], axis=0)
@@ -254,11 +272,16 @@ def chance_by_column(published_df: pd.DataFrame, table_id: str) -> dict[str, flo
     return out or None
 
 
+def is_rank(row) -> bool:
+    """The leaderboard's ``Rank`` cells (printed as medals): ``metric`` (or ``task``) is ``rank``."""
+    return any(str(row.get(k, "")).strip().lower() == "rank" for k in ("metric", "task"))
+
+
 def style_options(published_df: pd.DataFrame, table_id: str) -> dict:
     """``styled`` keyword arguments for a published table: chance per column, and a rank column
     (the leaderboard's ``Rank``) printed as an integer and never highlighted."""
     rows = published_df[published_df["table_id"] == table_id].drop_duplicates("column")
-    rank = [str(c) for c, t in zip(rows["column"], rows["task"]) if str(t).strip().lower() == "rank"]
+    rank = [str(r["column"]) for _, r in rows.iterrows() if is_rank(r)]
     scored = [str(c) for c in rows["column"] if str(c) not in rank]
     return {"chance": chance_by_column(published_df, table_id), "integer_columns": rank,
             "highlight_max": scored}
@@ -272,3 +295,41 @@ def styled_table(published_df: pd.DataFrame, table_id: str, run_df: pd.DataFrame
     extra = [str(c) for c in wide.columns if str(c) not in options["highlight_max"] + options["integer_columns"]]
     options["highlight_max"] = options["highlight_max"] + extra
     return styled(wide, info["caption"], **options)
+
+
+def averages_check(published_df: pd.DataFrame, table_ids=None) -> pd.DataFrame:
+    """``published.averages`` plus whether each printed average is its recomputed mean rounded to
+    the printed digits (``tolerance`` = half a unit of the last printed digit)."""
+    from . import published
+
+    checks = published.averages(published_df)
+    if table_ids is not None:
+        checks = checks[checks["table_id"].isin(list(table_ids))]
+    printed = published_df.set_index(["table_id", "row_label", "column"])["printed"]
+    tolerances, ok = [], []
+    for _, r in checks.iterrows():
+        text = str(printed.get((r["table_id"], r["row_label"], r["column"]), "")).strip("* ")
+        digits = len(text.split(".")[1]) if "." in text else 4
+        tolerance = 0.5 * 10 ** -digits
+        tolerances.append(tolerance)
+        ok.append(bool(abs(r["difference"]) <= tolerance + 1e-9))
+    checks = checks.assign(tolerance=tolerances, matches=ok)
+    return checks.reset_index(drop=True)
+
+
+def averages_styled(published_df: pd.DataFrame, table_ids=None):
+    """The averages check as a small Styler: rows whose printed average is not the rounded mean
+    of its cells are highlighted."""
+    checks = averages_check(published_df, table_ids)
+    shown = checks.assign(row_label=checks["row_label"].map(clean_label), column=checks["column"].map(clean_label))
+    n_bad = int((~checks["matches"]).sum())
+    styler = (shown.style.hide(axis="index")
+              .format({"printed": "{:.4f}", "recomputed": "{:.6f}", "difference": "{:+.6f}", "tolerance": "{:g}"},
+                      escape="html")
+              .format(lambda v: "yes" if v else "NO", subset=["matches"])
+              .apply(lambda row: [_BELOW_CHANCE_CSS + " font-weight: bold;" if not row["matches"] else ""] * len(row),
+                     axis=1))
+    caption = (f"Printed averages against the mean of the cells they cover (published.averages): "
+               f"{len(checks)} checked, {n_bad} not equal to the rounded mean")
+    uuid = hashlib.sha1((caption + checks.to_json()).encode("utf-8")).hexdigest()[:10]
+    return styler.set_caption(html.escape(caption)).set_table_styles(_TABLE_CSS, overwrite=False).set_uuid(uuid)

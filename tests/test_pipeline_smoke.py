@@ -1,0 +1,98 @@
+"""End-to-end: the whole smoke pipeline through the real CLI, ending in the HTML report."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zagreus_utils import paths, stages
+
+pytestmark = pytest.mark.smoke
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("smoke")
+
+
+def _zagreus(workdir, *args):
+    env = {**os.environ, "ZAGREUS_RUNS": str(workdir / "runs"), "ZAGREUS_REPORT_DIR": str(workdir / "report")}
+    return subprocess.run([sys.executable, "-m", "zagreus_utils.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(workdir):
+    source = os.environ.get("ZAGREUS_REPORT_SOURCE") or str(paths.DEFAULT_REPORT_SOURCE)
+    extra = ["--report-source", source] if Path(source).is_file() else []
+    out = _zagreus(workdir, "run", "--profile", "smoke", "--languages", "ita", "--quiet", *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out, bool(extra)
+
+
+def test_every_stage_ran_with_an_ok_manifest(smoke_run, workdir):
+    for stage in stages.discover():
+        folder = stage.folder("smoke", "ita", workdir / "runs")
+        m = json.loads((folder / "manifest.json").read_text())
+        assert m["status"] == "ok", (stage.name, m.get("error"))
+        assert (folder / f"{stage.name}.ipynb").is_file()
+
+
+def test_report_is_self_contained_and_complete(smoke_run, workdir):
+    out, with_audit = smoke_run
+    html = (workdir / "report" / "smoke" / "index.html").read_text()
+    # seven published tables and their figures, embedded
+    from zagreus_utils import published
+
+    for info in published.TABLES.values():
+        assert info.title in html, info.table_id
+    assert html.count("<table") >= 7 + 2
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 6
+    assert not re.search(r'<img src="(?!data:)', html), "figures must be embedded"
+    assert "jp-InputArea" not in html  # no input cells in the report itself
+    for heading in ["Overview", "Published tables and figures", "This run", "Audit", "Executed stage notebooks"]:
+        assert heading in html
+    if with_audit:
+        assert 'class="audit"' in html
+    else:
+        assert "REPORT_SOURCE=" in html
+    for link in re.findall(r'href="(notebooks/[^"]+)"', html):
+        assert (workdir / "report" / "smoke" / link).is_file()
+
+
+def test_noop_rerun_skips_everything(smoke_run, workdir):
+    out = _zagreus(workdir, "run", "--profile", "smoke", "--languages", "ita", "--quiet", "--no-report")
+    assert out.returncode == 0, out.stderr
+    statuses = re.findall(r"^\S+\s+\S+\s+(ok|skipped|failed|blocked)\s", out.stdout, flags=re.M)
+    assert statuses and set(statuses) == {"skipped"}, out.stdout
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in paths.NOTEBOOKS.glob("*.ipynb")))
+def test_notebook_runs_with_default_parameters(notebook, smoke_run, workdir, tmp_path):
+    """As a person in JupyterLab would: no injected parameters at all."""
+    import papermill as pm
+
+    env_backup = os.environ.get("ZAGREUS_RUNS")
+    os.environ["ZAGREUS_RUNS"] = str(workdir / "runs")
+    try:
+        pm.execute_notebook(str(paths.NOTEBOOKS / notebook), str(tmp_path / notebook),
+                            kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    finally:
+        if env_backup is None:
+            os.environ.pop("ZAGREUS_RUNS", None)
+        else:
+            os.environ["ZAGREUS_RUNS"] = env_backup
+
+
+def test_notebooks_are_stored_without_outputs():
+    import nbformat
+
+    for nb_path in paths.NOTEBOOKS.glob("*.ipynb"):
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, nb_path.name
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), nb_path.name
