@@ -33,8 +33,7 @@ def report_source():
     """The technical report's markdown when it is present beside the repository (CI has it)."""
     from zagreus_utils import paths
 
-    env = os.environ.get("ZAGREUS_REPORT_SOURCE")
-    path = Path(env) if env else paths.DEFAULT_REPORT_SOURCE
+    path = paths.DEFAULT_REPORT_SOURCE
     if not path.is_file():
         pytest.skip(f"the report's markdown is not present at {path}")
     return path

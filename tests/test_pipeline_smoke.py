@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,8 @@ def _zagreus(workdir, *args):
 
 @pytest.fixture(scope="module")
 def smoke_run(workdir):
-    source = os.environ.get("ZAGREUS_REPORT_SOURCE") or str(paths.DEFAULT_REPORT_SOURCE)
-    extra = ["--report-source", source] if Path(source).is_file() else []
+    source = paths.DEFAULT_REPORT_SOURCE
+    extra = ["--report-source", str(source)] if source.is_file() else []
     out = _zagreus(workdir, "run", "--profile", "smoke", "--languages", "ita", "--quiet", *extra)
     assert out.returncode == 0, out.stdout + out.stderr
     return out, bool(extra)

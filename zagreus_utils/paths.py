@@ -8,7 +8,9 @@ CONFIGS = REPO_ROOT / "configs"
 NOTEBOOKS = REPO_ROOT / "notebooks"
 REPORT = REPO_ROOT / "report"
 PUBLISHED = REPORT / "published"
-DEFAULT_REPORT_SOURCE = REPO_ROOT.parent / "shared" / "reference" / "tech-report.md"
+# The technical report's markdown (shared/ beside the checkout); ZAGREUS_REPORT_SOURCE overrides it.
+DEFAULT_REPORT_SOURCE = Path(os.environ.get("ZAGREUS_REPORT_SOURCE")
+                             or REPO_ROOT.parent / "shared" / "reference" / "tech-report.md")
 
 
 def runs_root() -> Path:
