@@ -77,10 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("path")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_audit)
+
+    # `zagreus convert ...` has its own parser (zagreus_utils.convert); listed here for --help.
+    sub.add_parser("convert", add_help=False,
+                   help="nanotron <-> Hugging Face checkpoints (zagreus convert -h)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["convert"]:
+        from .convert import main as convert_main
+
+        return convert_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
