@@ -1,0 +1,287 @@
+"""Benchmark the local pretraining path (issue 4).
+
+1. Throughput: the local trainer (transformers' Trainer, ``zagreus_utils.trainer``) vs a minimal
+   hand-written torch loop on the same model, batch, data, optimizer and schedule. Steady-state
+   tokens/s is the median over steps (the first two are warm-up), per run; runs alternate between
+   the two and the medians of ``--repeat`` runs are compared. Target: ratio >= 0.9.
+2. Smoke pretraining wall time for one language: the whole stage (``pretraining.prepare`` +
+   ``execute``, a fresh process, as ``zagreus run`` would) on the smoke profile, with the loss at
+   the start and at the end. Target: <= 90 s with visibly falling loss. It uses the stage-02 output
+   of ``--run-dir`` when given, else builds one like stage 02 does (the project's sample corpus, a
+   byte-level BPE, datatrove's DocumentTokenizer) in a temporary folder.
+
+    .venv/bin/python benchmarks/bench_trainer.py [--repeat 3] [--steps 30] [--run-dir runs/smoke/ita]
+        [--skip-throughput] [--skip-smoke] [--set training.micro_batch_size=4 ...]
+    .venv/bin/python benchmarks/bench_trainer.py --gpu-full 30   # where a GPU is lent: tokens/s and MFU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+# --- data like stage 02 ---------------------------------------------------------------------
+
+def build_stage02(run_dir: Path, language: str = "ita", vocab_size: int = 8192) -> None:
+    """The sample corpus, a byte-level BPE and datatrove token folders under ``run_dir``."""
+    import glob
+
+    import pyarrow.parquet as pq
+    from datatrove.data import Document
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.tokens import DocumentTokenizer
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from zagreus_utils import corpus
+
+    corpus.generate(run_dir / "01_data", language, seed=8)
+    texts = {s: [t for f in sorted(glob.glob(str(run_dir / "01_data" / "sources" / s / "*.parquet")))
+                 for t in pq.read_table(f)["text"].to_pylist()] for s in corpus.SOURCES}
+    bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([t for v in texts.values() for t in v],
+                            trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[bos, eos],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    stage = run_dir / "02_tokenization"
+    tdir = stage / "tokenizer"
+    tdir.mkdir(parents=True, exist_ok=True)
+    tok.save(str(tdir / "tokenizer.json"))
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos).save_pretrained(tdir)
+    tok_string = str(tdir / "tokenizer.json")
+    for name, docs in texts.items():
+        def reader(data, rank=0, world_size=1, docs=docs, name=name):
+            for i, text in enumerate(docs):
+                yield Document(text=text, id=f"{name}-{i}")
+        LocalPipelineExecutor([reader, DocumentTokenizer(str(stage / "tokenized" / name), tokenizer_name_or_path=tok_string,
+                                                         eos_token=eos, save_filename=name)],
+                              tasks=1, logging_dir=str(run_dir / "logs" / name)).run()
+    (stage / "tokenized" / "summary.json").write_text(json.dumps(
+        {"tokenizer": tok_string, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "token_size": 2}))
+    (stage / "manifest.json").write_text(json.dumps({"stage": "02_tokenization", "status": "ok"}))
+
+
+# --- 1. throughput --------------------------------------------------------------------------
+
+def _settings(run_dir: Path, overrides: dict, steps: int, out: Path):
+    from zagreus_utils import nanotron_config, pretraining, trainer
+    from zagreus_utils.spec import load_spec
+
+    spec = load_spec("ita", "smoke", {**overrides, "training.train_steps": steps,
+                                      "training.checkpoint_interval": steps * 10,
+                                      "training.lr_decay_starting_step": steps - 1, "training.lr_decay_steps": 1,
+                                      "training.lr_warmup_steps": min(2, steps - 1)})
+    config = nanotron_config.render(spec, run_dir=run_dir, checkpoints_path=out / "checkpoints",
+                                    tokenizer_name_or_path=pretraining._tokenizer_string(spec, run_dir))
+    return config, trainer.Settings.from_nanotron(config)
+
+
+def run_trainer(run_dir: Path, overrides: dict, steps: int) -> tuple[float, float]:
+    """(median tokens/s, median tokens per CPU-second) over steps 3.. of one Trainer run."""
+    from zagreus_utils import trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config, s = _settings(run_dir, overrides, steps, Path(tmp))
+        res = trainer.train(config, progress=False, resume=False)
+        rows = [json.loads(x) for x in Path(res.metrics_path).read_text().splitlines()]
+    tokens = s.micro_batch_size * s.accumulation * s.sequence_length
+    return (statistics.median(r["tokens_per_sec"] for r in rows[2:]),
+            statistics.median(tokens / r["step_cpu_s"] for r in rows[2:]))
+
+
+def run_torch_loop(run_dir: Path, overrides: dict, steps: int) -> tuple[float, float]:
+    """The same steps with a minimal hand-written loop: (median tokens/s, median tokens per CPU-second)."""
+    import torch
+
+    from zagreus_utils import trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, s = _settings(run_dir, overrides, steps, Path(tmp))
+    torch.manual_seed(s.seed)
+    model = trainer.build_model(s)
+    model.train()
+    data = trainer.TokenDataset(list(s.dataset_folders), s.sequence_length, steps * s.micro_batch_size * s.accumulation,
+                                seed=s.data_seed, vocab_size=s.vocab_size)
+    loader = torch.utils.data.DataLoader(data, batch_size=s.micro_batch_size, shuffle=False, collate_fn=trainer.collate,
+                                         drop_last=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, betas=(s.adam_beta1, s.adam_beta2),
+                            eps=s.adam_eps, weight_decay=s.weight_decay)
+    sched, _ = trainer.build_scheduler(opt, s)
+    tokens = s.micro_batch_size * s.accumulation * s.sequence_length
+    times, cpus, t, c, it = [], [], time.perf_counter(), time.process_time(), iter(loader)
+    for _ in range(steps):
+        for _ in range(s.accumulation):
+            batch = next(it)
+            batch.pop("sample_index")
+            loss = model(**batch).loss / s.accumulation
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip_grad)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        float(loss.detach())  # the Trainer logs the loss every step: same sync
+        now, cpu = time.perf_counter(), time.process_time()
+        times.append(now - t)
+        cpus.append(cpu - c)
+        t, c = now, cpu
+    return statistics.median(tokens / dt for dt in times[2:]), statistics.median(tokens / dc for dc in cpus[2:])
+
+
+# --- 3. (a lent GPU only) the full config through the local path -----------------------------
+
+def synthetic_token_folders(root: Path, folders: list[str], tokenizer: str, vocab: int, tokens_each: int) -> None:
+    """datatrove-format token files of random ids (throughput only; the report's tokenizer is not needed)."""
+    import numpy as np
+
+    size = 4 if vocab > 65536 else 2
+    rng = np.random.default_rng(0)
+    for name in folders:
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        ids = rng.integers(0, vocab, tokens_each, dtype=np.uint32 if size == 4 else np.uint16)
+        (folder / f"000_{name}.ds").write_bytes(ids.tobytes())
+        ends = np.arange(2048, tokens_each + 1, 2048, dtype=np.uint64)
+        (folder / f"000_{name}.ds.index").write_bytes(ends.tobytes())
+        (folder / f"000_{name}.ds.metadata").write_text(f"{tokenizer}|{size}\n{tokens_each}\n")
+
+
+def run_gpu_full(steps: int) -> dict:
+    """The report's 0.44B model at sequence 4096, bf16, one GPU, through the local trainer: tokens/s, MFU."""
+    import torch
+
+    from zagreus_utils import nanotron_config, planning, trainer
+    from zagreus_utils.spec import load_spec
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu-full needs a CUDA GPU")
+    name = torch.cuda.get_device_name(0)
+    peak = next((v for k, v in planning.PEAK_TFLOPS.items() if k in name.upper()), None)
+    spec = load_spec("ita", "full", {"parallelism.dp": 1, "hardware.nodes": 1, "hardware.gpus_per_node": 1,
+                                     "training.train_steps": steps, "training.checkpoint_interval": steps * 10,
+                                     "training.lr_warmup_steps": 2, "training.lr_decay_starting_step": steps - 1,
+                                     "training.lr_decay_steps": 1})
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "full" / "ita"
+        seq, mbs = spec.profile.training.sequence_length, spec.profile.training.micro_batch_size
+        synthetic_token_folders(run_dir / "02_tokenization" / "tokenized", [s.id for s in spec.language.mixture],
+                                spec.profile.tokenizer.name_or_path, spec.profile.tokenizer.vocab_size,
+                                (steps * mbs + 8) * (seq + 1))
+        config = nanotron_config.render(spec, run_dir=run_dir, checkpoints_path=Path(tmp) / "ckpt")
+        res = trainer.train(config, progress=False, resume=False)
+        rows = [json.loads(x) for x in Path(res.metrics_path).read_text().splitlines()]
+    tps = statistics.median(r["tokens_per_sec"] for r in rows[3:])
+    fpt = planning.flops_per_token(planning.Architecture.from_spec(spec), seq)["total"]
+    return {"gpu": name, "tokens_per_sec": tps, "tflops": tps * fpt / 1e12,
+            "mfu": planning.mfu(tps, fpt, peak) if peak else None, "precision": res.precision,
+            "memory_gib": torch.cuda.max_memory_allocated() / 2**30}
+
+
+# --- 2. smoke wall time ---------------------------------------------------------------------
+
+SMOKE = """
+import json, sys, time
+t0 = time.perf_counter()
+from zagreus_utils import pretraining
+prep = pretraining.prepare("smoke", "ita", sys.argv[1], sys.argv[2], "local", json.loads(sys.argv[3]))
+res = pretraining.execute(prep, progress=False)
+print(json.dumps({"wall_s": time.perf_counter() - t0, "train_s": res.wall_s, "initial_loss": res.initial_loss,
+                  "final_loss": res.final_loss, "checkpoints": len(res.checkpoints), "steps": res.steps,
+                  "tokens_per_sec": res.tokens_per_sec_median}))
+"""
+
+
+def run_smoke(run_dir: Path, overrides: dict) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", SMOKE, str(run_dir), str(Path(tmp) / "03_pretraining"),
+                              json.dumps(overrides)], capture_output=True, text=True, cwd=REPO)
+        wall = time.perf_counter() - t0
+    if out.returncode:
+        raise SystemExit(f"smoke run failed:\n{out.stderr[-3000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["process_wall_s"] = wall
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res["process_cpu_s"] = usage.ru_utime + usage.ru_stime
+    return res
+
+
+def main() -> int:
+    from zagreus_utils.spec import parse_override
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=30, help="optimizer steps per throughput run")
+    ap.add_argument("--run-dir", default=None, help="a run folder with a stage-02 output (default: build one)")
+    ap.add_argument("--set", action="append", default=[], help="profile override, e.g. training.micro_batch_size=4")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-smoke", action="store_true")
+    ap.add_argument("--gpu-full", type=int, default=0, metavar="STEPS",
+                    help="only on a GPU: the full 0.44B config at sequence 4096, bf16, through the local path")
+    args = ap.parse_args()
+    if args.gpu_full:
+        r = run_gpu_full(args.gpu_full)
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (unknown peak)"
+        print(f"full config on {r['gpu']} ({r['precision']}): {r['tokens_per_sec']:,.0f} tokens/s, "
+              f"{r['tflops']:.1f} model TFLOP/s, MFU {mfu} (aim >= 35 %), peak memory {r['memory_gib']:.1f} GiB")
+        return 0
+    overrides = dict(parse_override(x) for x in args.set)
+    tmp = None
+    if args.run_dir:
+        run_dir = Path(args.run_dir).resolve()
+    else:
+        tmp = tempfile.TemporaryDirectory()
+        run_dir = Path(tmp.name) / "smoke" / "ita"
+        print("building a stage-02 output (sample corpus, BPE, datatrove) ...", flush=True)
+        build_stage02(run_dir)
+    import torch
+
+    print(f"torch threads: {torch.get_num_threads()}, overrides: {overrides or 'none'}", flush=True)
+    print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores: above ~2, other processes share the CPU "
+          "and wall-clock numbers drop; tokens per CPU-second is the steadier measure)", flush=True)
+    if not args.skip_throughput:
+        a, b = [], []
+        for r in range(args.repeat):
+            a.append(run_trainer(run_dir, overrides, args.steps))
+            b.append(run_torch_loop(run_dir, overrides, args.steps))
+            print(f"  run {r + 1}: trainer {a[-1][0]:,.0f} tok/s ({a[-1][1]:,.0f} tok/CPU-s), "
+                  f"torch loop {b[-1][0]:,.0f} tok/s ({b[-1][1]:,.0f} tok/CPU-s), "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+        wall = (statistics.median(x[0] for x in a), statistics.median(x[0] for x in b))
+        cpu = (statistics.median(x[1] for x in a), statistics.median(x[1] for x in b))
+        print(f"\n{'median of ' + str(args.repeat) + ' runs':38} {'tokens/s':>10} {'tokens/CPU-s':>13}")
+        print(f"{'local trainer (transformers Trainer)':38} {wall[0]:10,.0f} {cpu[0]:13,.0f}")
+        print(f"{'minimal torch loop':38} {wall[1]:10,.0f} {cpu[1]:13,.0f}")
+        print(f"{'ratio trainer / loop':38} {wall[0] / wall[1]:10.3f} {cpu[0] / cpu[1]:13.3f}  target >= 0.90: "
+              f"{'met' if min(wall[0] / wall[1], cpu[0] / cpu[1]) >= 0.9 else 'MISSED'}")
+    if not args.skip_smoke:
+        res = run_smoke(run_dir, overrides)
+        falling = res["final_loss"] < res["initial_loss"] - 1.0
+        print(f"\nsmoke pretraining (ita, {res['steps']} steps, {res['checkpoints']} checkpoints): "
+              f"{res['process_wall_s']:.1f} s wall, {res['process_cpu_s']:.1f} CPU-s (training {res['train_s']:.1f} s, "
+              f"{res['tokens_per_sec']:,.0f} tok/s); loss {res['initial_loss']:.3f} -> {res['final_loss']:.3f}; "
+              f"load average after {os.getloadavg()[0]:.2f}")
+        print(f"target <= 90 s with falling loss: {'met' if res['process_wall_s'] <= 90 and falling else 'MISSED'}")
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Stage 04 over local trainer checkpoints: round trip through the nanotron layout, card, errors."""
+import json
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from zagreus_utils import conversion, spec, trainer
+from zagreus_utils.errors import ZagreusError
+
+
+def _checkpoint(folder, step, seed):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=64, tie_word_embeddings=True)
+    path = folder / f"{trainer.CHECKPOINT_PREFIX}{step}"
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    (path / trainer._COMPLETE_MARKER).write_text("")
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    rd = tmp_path / "smoke" / "ita"
+    ckpts = rd / "03_pretraining" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for i, step in enumerate((10, 20)):
+        _checkpoint(ckpts, step, i)
+    (rd / "03_pretraining" / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"step": s, "tokens_seen": s * 100}) for s in (10, 20)))
+    return rd
+
+
+def test_every_checkpoint_round_trips_bit_identically(run_dir):
+    s = spec.load_spec("ita", "smoke")
+    out = run_dir / "04_conversion"
+    out.mkdir()
+    frame = conversion.convert_all(s, run_dir, out, progress=False)
+    assert list(frame["direction"]) == ["hf-to-nanotron", "nanotron-to-hf"] * 2
+    assert frame["roundtrip_identical"].all() and (frame["max_logits_diff"] < 1e-4).all()
+    assert frame.dropna(subset=["bit_identical_to_checkpoint"])["bit_identical_to_checkpoint"].all()
+    models = conversion.hf_models(out)
+    assert [m.name for m in models] == ["step-10", "step-20"]
+    assert conversion.final_model(run_dir) == models[-1]
+    info = json.loads((models[-1] / conversion.CHECKPOINT_INFO).read_text())
+    assert info["step"] == 20 and info["tokens_seen"] == 2000
+    card = conversion.model_card(s, models[-1], run_dir, frame)
+    assert "training step 20" in card and "round trip identical: True" in card
+    sizes = conversion.sizes(models[-1])
+    assert sizes["bytes"].iloc[1] == 2 * sizes["bytes"].iloc[2]  # fp32 is twice bf16
+
+
+def test_no_checkpoints_is_a_clear_error(tmp_path):
+    rd = tmp_path / "smoke" / "ita"
+    (rd / "03_pretraining" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ZagreusError, match="no complete checkpoint"):
+        conversion.convert_all(spec.load_spec("ita", "smoke"), rd, rd / "04_conversion", progress=False)
+    with pytest.raises(ZagreusError, match="run the conversion stage first"):
+        conversion.final_model(rd)
+
+
+def test_stage_refuses_to_run_before_pretraining(tmp_path):
+    with pytest.raises(ZagreusError, match="03_pretraining has not run"):
+        conversion.run("smoke", "ita", run_dir=str(tmp_path / "r"), out_dir=str(tmp_path / "o"))
