@@ -62,7 +62,9 @@ def prepare_environment(profile: str, offline: bool, root: Path | None = None) -
         "JUPYTER_RUNTIME_DIR": cache / "jupyter" / "runtime",
         "IPYTHONDIR": cache / "ipython",
         "MPLCONFIGDIR": cache / "matplotlib",
-        "HF_HOME": cache / "huggingface",
+        # datasets' processed-data cache stays in the run folder; HF_HOME (a user's pre-filled hub
+        # cache, e.g. the Llama-3.2 tokenizer for the full profile) is left alone.
+        "HF_DATASETS_CACHE": cache / "huggingface" / "datasets",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "AXOLOTL_DO_NOT_TRACK": "1",
