@@ -146,19 +146,56 @@ def test_target_language_documents_are_in_the_target_language(runs):
 
 
 # --- held-out evaluation ----------------------------------------------------------------------
+def _sentences(text: str) -> set[str]:
+    return {x for x in re.split(r"(?<=[.?!])\s+|\n+", text) if x}
+
+
 def test_heldout_strings_never_appear_in_training(runs):
     for lang, (folder, _) in runs.items():
         training = _training_text(folder)
+        seen = _sentences(training)
         for name in (lang, "eng"):
             for item in _jsonl(folder / "heldout" / f"mc_{name}.jsonl"):
-                prompt = item.get("question") or item["context"]
-                assert prompt not in training, (lang, item["id"], prompt)
+                if item["style"] == "hellaswag":  # the completed sentence is new, its prefix is not
+                    sentence = item["context"] + " " + item["endings"][item["answer"]]
+                    assert sentence not in seen, (lang, item["id"], sentence)
+                else:
+                    assert item["question"] not in training, (lang, item["id"], item["question"])
             docs = _jsonl(folder / "heldout" / f"text_{name}.jsonl")
             assert docs
             for doc in docs:
                 assert doc["text"] not in training
-                for sentence in re.split(r"(?<=[.?!])\s+", doc["text"]):
-                    assert sentence not in training, (lang, doc["id"], sentence)
+                for sentence in _sentences(doc["text"]):
+                    assert sentence not in seen, (lang, doc["id"], sentence)
+
+
+def test_each_fact_keeps_one_pattern_out_of_training_and_quizzes_ask_half_the_facts(runs):
+    folder, _ = runs["ita"]
+    facts = corpus.facts("ita")
+    held = [f for f in facts if corpus.reserved_template(f) is not None]
+    assert len(held) > 0.9 * len([f for f in facts if f["answer"]])
+    for f in held:  # never the answer first: the words before it are the HellaSwag context
+        template = kb.TEMPLATES[f["type"]]["ita"]["train"][corpus.reserved_template(f)]
+        assert not template.startswith("{" + f["answer"])
+    quiz = [f for f in facts if f["answer"] and kb.quiz_fact(f["id"])]
+    assert 0.4 < len(quiz) / len([f for f in facts if f["answer"]]) < 0.6
+    text = " ".join(r["text"] for r in _rows(folder, "fineweb2"))
+    q_label, a_label = kb.QA_LABELS["ita"]
+    asked = re.findall(rf"^{q_label}: (.+)$", text.replace("\n\n", "\n"), flags=re.M)
+    assert asked and text.count(f"\n{a_label}: ") == len(asked)
+    quiz_questions = {kb.render(kb.TEMPLATES[f["type"]]["ita"]["question"], f) for f in quiz}
+    assert set(asked) <= quiz_questions
+    for item in _jsonl(folder / "heldout" / "mc_ita.jsonl"):
+        if item["style"] != "hellaswag":
+            assert not kb.quiz_fact(item["fact_id"]), item
+
+
+def test_quiz_layout_matches_the_lm_eval_tasks():
+    import yaml
+    for lang, (q_label, a_label) in kb.QA_LABELS.items():
+        for style in ("mmlu", "arc"):
+            cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / "lm_eval" / f"{style}_{lang}.yaml").read_text())
+            assert cfg["doc_to_text"] == f"{q_label}: {{{{question}}}}\n{a_label}:", (style, lang)
 
 
 def test_heldout_text_docs_are_disjoint_from_training_docs(runs):
@@ -199,6 +236,7 @@ def test_multiple_choice_items_are_valid_and_match_the_knowledge_base(runs):
                     assert choices[item["answer"]] == capitals[item["fact_id"].split(":")[1]][name]
                 if item["style"] == "hellaswag":
                     assert "context" in item and "question" not in item
+                    assert all(c.lower() in e.lower() for c, e in zip(choices, item["endings"])), item
                 else:
                     assert "question" in item and "context" not in item
             assert answers == {0, 1, 2, 3}, "the correct answer should not always sit in one place"
@@ -211,6 +249,30 @@ def test_capital_distractors_are_other_capitals(runs):
     assert items
     for item in items:
         assert set(item["choices"]) <= all_capitals
+
+
+def test_facts_per_type_keeps_a_few_countries_and_facts_stated_more_often(tmp_path):
+    full = corpus.generate(tmp_path / "all", "por", seed=3, scale=SCALE)
+    few = corpus.generate(tmp_path / "few", "por", seed=3, scale=SCALE, facts_per_type=8)
+    assert few["facts"]["por"] < full["facts"]["por"] / 2
+    keep = corpus.select_facts(3, 8)
+    assert keep == corpus.select_facts(3, 8) != corpus.select_facts(4, 8)
+    countries = {i.split(":", 1)[1] for i in keep if i.split(":")[0] in ("capital", "currency", "continent")}
+    assert len(countries) == 8
+    counts = {}
+    for i in keep:
+        counts[i.split(":")[0]] = counts.get(i.split(":")[0], 0) + 1
+    assert max(counts.values()) <= 8
+    stated = {f for s in TRAIN_SOURCES for r in _rows(tmp_path / "few", s) for f in r["facts"].split()}
+    assert stated <= keep
+    for item in _jsonl(tmp_path / "few" / "heldout" / "mc_eng.jsonl"):
+        assert item["fact_id"] in keep
+
+
+@pytest.mark.parametrize("bad", [0, 3, 2.5, "8"])
+def test_bad_facts_per_type_is_refused(tmp_path, bad):
+    with pytest.raises(ZagreusError, match="sample_facts_per_type"):
+        corpus.generate(tmp_path, "ita", facts_per_type=bad)
 
 
 # --- SFT ----------------------------------------------------------------------------------------
@@ -295,14 +357,11 @@ def test_templates_are_complete_and_render_every_fact():
         for lang in kb.ALL_LANGUAGES:
             tpl = kb.TEMPLATES[ftype][lang]
             assert len(tpl["train"]) >= 4 and len(set(tpl["train"])) == len(tpl["train"]), (ftype, lang)
-            assert len(tpl["heldout"]) >= 2, (ftype, lang)
             assert tpl["question"] and tpl["sft"] and tpl["question"] != tpl["sft"]
-            assert not set(tpl["heldout"]) & set(tpl["train"])
-            assert all(t.endswith("{" + answer + "}.") for t in tpl["heldout"]), (ftype, lang)
     for lang in kb.ALL_LANGUAGES:
         for fact in corpus.facts(lang):
             tpl = kb.TEMPLATES[fact["type"]][lang]
-            for t in tpl["train"] + tpl["heldout"] + tuple(x for x in (tpl["question"], tpl["sft"]) if x):
+            for t in tpl["train"] + tuple(x for x in (tpl["question"], tpl["sft"]) if x):
                 text = kb.render(t, fact)
                 assert not re.search(r"[{}\[\]|]", text), (lang, fact["id"], text)
                 first = text.lstrip("¿")[0]

@@ -13,7 +13,8 @@ def _norm(req: str) -> str:
 
 def test_environment_yml_mirrors_pyproject():
     project = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_norm(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    wanted = {_norm(r) for r in project["dependencies"] + extras["dev"] + extras["cluster"]}
     env = yaml.safe_load((paths.REPO_ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -24,3 +25,9 @@ def test_environment_yml_mirrors_pyproject():
 def test_torch_is_pinned_to_the_cpu_build_on_disk():
     project = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert "torch==2.13.0" in project["dependencies"]
+
+
+def test_nanotron_is_pinned_to_a_git_commit_for_cluster_users():
+    project = tomllib.loads((paths.REPO_ROOT / "pyproject.toml").read_text())["project"]
+    (req,) = project["optional-dependencies"]["cluster"]
+    assert re.fullmatch(r"nanotron @ git\+https://github\.com/huggingface/nanotron@[0-9a-f]{40}", req), req

@@ -12,10 +12,14 @@ the data stage reads it exactly like the real thing::
     <out_dir>/sft/conversations.jsonl                   chat conversations in the report's SFT format
     <out_dir>/summary.json                              documents, bytes and words per source
 
-Text comes from the knowledge base in :mod:`zagreus_utils.knowledge`: training documents use the
-``train`` templates, held-out items and documents the ``heldout``/``question`` templates only, so
-no held-out sentence appears in training while every fact it asks about does. Byte shares follow
-the report's plan (400B English, 400B target language, 200B code): about 40/40/20.
+Text comes from the knowledge base in :mod:`zagreus_utils.knowledge`. Every fact is stated in
+training through its ``train`` templates but one, :func:`reserved_template`; the held-out split
+uses exactly that one, so no held-out sentence appears in training while its fact and its pattern
+both do (the HellaSwag-style items and the bits-per-byte documents). Quiz pages in the web sources
+ask ``question``-template questions about half of the facts (:func:`knowledge.quiz_fact`); the
+MMLU/ARC-style items ask them about the other half, in the same "Question: ... Answer: ..." layout
+as the lm-eval tasks. Byte shares follow the report's plan (400B English, 400B target language,
+200B code): about 40/40/20.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import os
 import random
 import sysconfig
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,24 +52,32 @@ MC_STYLES = {
             "weekday", "month_next", "month_order"),
     "hellaswag": kb.MC_TYPES,
 }
+QUIZ_SHARE = 0.15  # of the web documents: quiz pages (question/answer pairs)
 MC_ITEMS_PER_STYLE = 100
 HELDOUT_TEXT_DOCS = 100  # per language at scale 1.0
 SFT_CONVERSATIONS = 400  # at scale 1.0, half English, half target language
 _SKIP_STDLIB_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 
 
-def generate(out_dir: str | os.PathLike, language: str, seed: int = 0, scale: float = 1.0) -> dict:
+def generate(out_dir: str | os.PathLike, language: str, seed: int = 0, scale: float = 1.0,
+             facts_per_type: int | None = None) -> dict:
     """Write the sample corpus of ``language`` under ``out_dir``; return (and write) its summary.
 
     The same ``seed`` gives byte-identical files; ``scale`` multiplies the amount of text (at 1.0
-    about 3 MB in all). English documents and English held-out items depend on the seed only, so
-    they are the same for every run language; the code slice is sized to 20% of the bytes.
+    about 3 MB in all); ``facts_per_type`` keeps at most that many facts of each type (the same
+    countries for every country fact; None: the whole knowledge base), so that each is stated more
+    often. English documents and English held-out items depend on the seed only, so they are the
+    same for every run language; the code slice is sized to 20% of the bytes.
     """
     kb.check_language(language)
     if not isinstance(scale, (int, float)) or not scale > 0:
         raise ZagreusError(f"corpus scale must be a positive number, not {scale!r}")
+    if facts_per_type is not None and (not isinstance(facts_per_type, int) or facts_per_type < 4):
+        raise ZagreusError(f"facts_per_type (data.sample_facts_per_type) must be an integer of at least 4 "
+                           f"(a multiple-choice item needs three other answers) or null, not {facts_per_type!r}")
     out = Path(out_dir)
-    pools = {lang: _Pools(lang) for lang in ("eng", language)}
+    keep = select_facts(seed, facts_per_type)
+    pools = {lang: _Pools(lang, keep) for lang in ("eng", language)}
 
     rows = {
         "fineweb": _web_rows("fineweb", pools["eng"], _rng(seed, "eng", "fineweb"), TEXT_BUDGET["fineweb"] * scale),
@@ -76,7 +89,8 @@ def generate(out_dir: str | os.PathLike, language: str, seed: int = 0, scale: fl
     rows["starcoderdata"] = _code_rows(code_root, _rng(seed, "code", "starcoderdata"),
                                        text_bytes * CODE_SHARE / (1 - CODE_SHARE))
 
-    summary = {"language": language, "seed": seed, "scale": scale, "sources": {}}
+    summary = {"language": language, "seed": seed, "scale": scale, "facts_per_type": facts_per_type,
+               "facts": {lang: len(p.facts) for lang, p in pools.items()}, "sources": {}}
     for source in SOURCES:
         shards = _write_source(out / "sources" / source, rows[source])
         summary["sources"][source] = {
@@ -123,13 +137,33 @@ def _nbytes(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-class _Pools:
-    """The facts of one language grouped the way documents use them."""
+def select_facts(seed: int, per_type: int | None) -> set[str] | None:
+    """The ids of the facts a corpus uses: at most ``per_type`` of each type, chosen by the seed,
+    with the same ``per_type`` countries behind every country fact (None: every fact)."""
+    if per_type is None:
+        return None
+    rng = _rng(seed, "any", "facts")
+    countries = sorted(cid for cid, *_ in kb.COUNTRIES)
+    chosen = set(rng.sample(countries, min(per_type, len(countries))))
+    keep, by_type = set(), {}
+    for f in kb.facts("eng"):
+        if f["topic"] == "country":
+            if f["id"].split(":", 1)[1] in chosen:
+                keep.add(f["id"])
+        else:
+            by_type.setdefault(f["type"], []).append(f["id"])
+    for ids in by_type.values():
+        keep.update(rng.sample(ids, min(per_type, len(ids))))
+    return keep
 
-    def __init__(self, lang: str):
+
+class _Pools:
+    """The facts of one language (those in ``keep``, else all) grouped the way documents use them."""
+
+    def __init__(self, lang: str, keep: set[str] | None = None):
         self.lang = lang
         self.i = kb.ALL_LANGUAGES.index(lang)
-        self.facts = kb.facts(lang)
+        self.facts = [f for f in kb.facts(lang) if keep is None or f["id"] in keep]
         self.by_type: dict[str, list[dict]] = {}
         self.by_topic: dict[str, list[dict]] = {t: [] for t in kb.TOPICS if t != "country"}
         self.by_country: dict[str, list[dict]] = {}
@@ -139,17 +173,49 @@ class _Pools:
                 self.by_country.setdefault(f["id"].split(":", 1)[1], []).append(f)
             else:
                 self.by_topic[f["topic"]].append(f)
+        self.by_answer = {}
+        for f in self.facts:
+            if f["answer"]:
+                self.by_answer.setdefault((f["type"], f["slots"][f["answer"]]), f)
         self.countries = list(self.by_country)
         self.continents: dict[str, list[str]] = {}
         for cid, continent, *_ in kb.COUNTRIES:
-            self.continents.setdefault(continent, []).append(cid)
+            if cid in self.by_country:
+                self.continents.setdefault(continent, []).append(cid)
 
     def of_continent(self, continent: str) -> str:
         return kb.CONTINENTS[continent][self.i][2]
 
 
+def _answer_slots(fact: dict) -> set[str]:
+    """The slots that carry the answer: the answer slot and its forms with an article or a
+    preposition (``in_continent``, ``the_language`` ...)."""
+    a = fact["answer"]
+    return {a} | {f"{p}_{a}" for p in ("in", "of", "the")} & set(fact["slots"])
+
+
+def reserved_template(fact: dict) -> int | None:
+    """Index of the ``train`` template that training never uses for this fact (held out), chosen by
+    a stable hash among those that do not start with the answer (so that the words before it are a
+    context); None when the fact has no such template (it is then used whole in training)."""
+    if not fact["answer"]:
+        return None
+    slots = _answer_slots(fact)
+    candidates = [k for k, t in enumerate(kb.TEMPLATES[fact["type"]][fact["lang"]]["train"])
+                  if any("{" + s + "}" in t for s in slots)
+                  and not any(t.startswith("{" + s + "}") for s in slots)]
+    if not candidates:
+        return None
+    return candidates[zlib.crc32(f"{fact['lang']}:{fact['id']}".encode()) % len(candidates)]
+
+
 def _sentence(fact: dict, kind: str, rng: random.Random) -> str:
-    return kb.render(rng.choice(kb.TEMPLATES[fact["type"]][fact["lang"]][kind]), fact)
+    """A ``train`` sentence (any template but the fact's reserved one) or the ``heldout`` one."""
+    train = kb.TEMPLATES[fact["type"]][fact["lang"]]["train"]
+    held = reserved_template(fact)
+    if kind == "heldout":
+        return kb.render(train[held], fact)
+    return kb.render(rng.choice([t for k, t in enumerate(train) if k != held]), fact)
 
 
 def _paragraph(chosen: list[dict], kind: str, rng: random.Random) -> str:
@@ -157,12 +223,14 @@ def _paragraph(chosen: list[dict], kind: str, rng: random.Random) -> str:
 
 
 def _pick(pools: _Pools, topic: str, kind: str, rng: random.Random, country: str | None = None) -> list[dict]:
-    """3-8 facts of one topic (one country's facts for ``country``), for one paragraph."""
+    """3-8 facts of one topic (one country's facts for ``country``), for one paragraph; for
+    ``heldout`` only facts that have a held-out template."""
+    ok = (lambda f: True) if kind == "train" else (lambda f: reserved_template(f) is not None)
     if topic == "country":
-        fs = list(pools.by_country[country or rng.choice(pools.countries)])
+        fs = [f for f in pools.by_country[country or rng.choice(pools.countries)] if ok(f)]
         rng.shuffle(fs)
-        return fs[:rng.randint(3, len(fs))]
-    fs = [f for f in pools.by_topic[topic] if kind == "train" or f["type"] != "statement"]
+        return fs[:rng.randint(min(3, len(fs)), len(fs))]
+    fs = [f for f in pools.by_topic[topic] if ok(f)]
     return rng.sample(fs, rng.randint(3, 8))
 
 
@@ -196,21 +264,36 @@ def _row(source: str, lang: str, k: int, text: str, topic: str, chosen: list[dic
 
 
 def _web_rows(source: str, pools: _Pools, rng: random.Random, budget: float) -> list[dict]:
-    """Web-like documents of 1-3 paragraphs: first a coverage pass over every fact, then random ones."""
+    """Web-like documents of 1-3 paragraphs: first a coverage pass over every fact, then random
+    ones, about QUIZ_SHARE of them quiz pages."""
     docs = [(g[0]["topic"], _paragraph(g, "train", rng), g) for g in _coverage(pools, rng)]
     size = sum(_nbytes(text) for _, text, _ in docs)
+    quiz = {t: [f for f in fs if kb.quiz_fact(f["id"])] for t, fs in pools.by_type.items() if t in kb.MC_TYPES}
     while size < budget:
         topic = _topic(rng)
-        paragraphs, chosen = [], []
-        for _ in range(rng.choice((1, 1, 2, 2, 3))):
-            group = _pick(pools, topic, "train", rng)
-            paragraphs.append(_paragraph(group, "train", rng))
-            chosen += group
-        text = "\n\n".join(paragraphs)
+        if rng.random() < QUIZ_SHARE:
+            text, chosen = _quiz_page(pools, quiz, topic, rng)
+        else:
+            paragraphs, chosen = [], []
+            for _ in range(rng.choice((1, 1, 2, 2, 3))):
+                group = _pick(pools, topic, "train", rng)
+                paragraphs.append(_paragraph(group, "train", rng))
+                chosen += group
+            text = "\n\n".join(paragraphs)
         docs.append((topic, text, chosen))
         size += _nbytes(text)
     rng.shuffle(docs)
     return [_row(source, pools.lang, k, text, topic, chosen) for k, (topic, text, chosen) in enumerate(docs)]
+
+
+def _quiz_page(pools: _Pools, quiz: dict[str, list[dict]], topic: str, rng: random.Random) -> tuple[str, list[dict]]:
+    """A quiz page: a title and 3-8 question/answer pairs on one topic, about quiz facts only."""
+    types = [t for t, fs in quiz.items() if fs and kb.TEMPLATES[t]["topic"] == topic]
+    q_label, a_label = kb.QA_LABELS[pools.lang]
+    chosen = [rng.choice(quiz[rng.choice(types)]) for _ in range(rng.randint(3, 8))]
+    pairs = [f"{q_label}: {kb.render(kb.TEMPLATES[f['type']][pools.lang]['question'], f)}\n"
+             f"{a_label}: {f['slots'][f['answer']]}" for f in chosen]
+    return "\n\n".join([f"{kb.QUIZ_TITLES[pools.i]} {rng.randint(1, 99)}"] + pairs), chosen
 
 
 def _pdf_rows(pools: _Pools, rng: random.Random, budget: float) -> list[dict]:
@@ -322,21 +405,47 @@ def _distractors(fact: dict, pools: _Pools, rng: random.Random) -> list[str] | N
     return candidates[:3] if len(candidates) >= 3 else None
 
 
-def _cloze(template: str, fact: dict) -> str:
-    """The context of a held-out sentence: everything before its final answer slot."""
-    ending = "{" + fact["answer"] + "}."
-    if not template.endswith(ending):
-        raise AssertionError(f"held-out template must end with {ending}: {template!r}")
-    return kb.render(template[: -len(ending)], fact).rstrip()
+def _with_answer(fact: dict, value: str, pools: _Pools) -> dict:
+    """``fact`` with ``value`` in place of its answer (and of the answer's article/preposition forms,
+    taken from a fact of the same type whose answer is ``value``)."""
+    slots = dict(fact["slots"])
+    other = pools.by_answer.get((fact["type"], value))
+    for name in _answer_slots(fact):
+        slots[name] = other["slots"][name] if other is not None else value
+    if other is None and _answer_slots(fact) != {fact["answer"]}:
+        raise AssertionError(f"no fact of type {fact['type']} answers {value!r}")
+    return dict(fact, slots=slots)
+
+
+def _cloze(fact: dict, choices: list[str], pools: _Pools) -> tuple[str, list[str]]:
+    """The fact's held-out sentence as a context and one ending per choice: the sentences for the
+    choices differ from the answer on, the context is their common words before it."""
+    template = kb.TEMPLATES[fact["type"]][fact["lang"]]["train"][reserved_template(fact)]
+    sentences = [kb.render(template, _with_answer(fact, c, pools)) for c in choices]
+    start = min(template.index("{" + s + "}") for s in _answer_slots(fact) if "{" + s + "}" in template)
+    head = kb.render(template[:start], fact).rstrip()
+    if all(s.startswith(head + " ") for s in sentences):  # cut where the answer starts ...
+        cut = len(head)
+    else:  # ... unless rendering joined words across it (French elision): the common words
+        cut = os.path.commonprefix(sentences).rfind(" ")
+    if cut <= 0:
+        raise AssertionError(f"no context before the answer in {template!r} for {fact['id']}")
+    return sentences[0][:cut], [s[cut + 1:] for s in sentences]
 
 
 def _mc_items(pools: _Pools, rng: random.Random, per_style: int = MC_ITEMS_PER_STYLE) -> list[dict]:
-    """Multiple-choice items in three styles, about facts stated in training, phrased as never there."""
+    """Multiple-choice items in three styles about facts stated in training, in sentences never
+    there: MMLU/ARC-style questions about the facts quiz pages leave out, HellaSwag-style
+    completions of each fact's held-out sentence."""
     items = []
     for style, types in MC_STYLES.items():
+        def eligible(f):
+            if style == "hellaswag":
+                return reserved_template(f) is not None
+            return not kb.quiz_fact(f["id"])
         queues = {}
         for t in types:
-            q = list(pools.by_type[t])
+            q = [f for f in pools.by_type.get(t, ()) if eligible(f)]
             rng.shuffle(q)
             queues[t] = q
         order = list(types)
@@ -355,12 +464,11 @@ def _mc_items(pools: _Pools, rng: random.Random, per_style: int = MC_ITEMS_PER_S
                     continue
                 choices = wrong + [fact["slots"][fact["answer"]]]
                 rng.shuffle(choices)
-                tpl = kb.TEMPLATES[t][pools.lang]
                 item = {"id": f"{style}-{pools.lang}-{made:04d}", "style": style, "lang": pools.lang}
                 if style == "hellaswag":
-                    item["context"] = _cloze(rng.choice(tpl["heldout"]), fact)
+                    item["context"], item["endings"] = _cloze(fact, choices, pools)
                 else:
-                    item["question"] = kb.render(tpl["question"], fact)
+                    item["question"] = kb.render(kb.TEMPLATES[t][pools.lang]["question"], fact)
                 item.update(choices=choices, answer=choices.index(fact["slots"][fact["answer"]]),
                             fact_id=fact["id"], type=t)
                 items.append(item)
@@ -369,12 +477,12 @@ def _mc_items(pools: _Pools, rng: random.Random, per_style: int = MC_ITEMS_PER_S
 
 
 def _heldout_docs(pools: _Pools, rng: random.Random, n: int) -> list[dict]:
-    """Documents written with held-out templates only (for bits per byte)."""
+    """Documents of held-out sentences only (each fact in its reserved template), for bits per byte."""
     docs = []
     for k in range(n):
         topic = _topic(rng)
         paragraphs = [_pick(pools, topic, "heldout", rng) for _ in range(rng.choice((1, 2)))]
-        text = "\n\n".join(_paragraph(g, "heldout", rng) for g in paragraphs)
+        text = "\n\n".join(_paragraph(g, "heldout", rng) for g in paragraphs if g)
         docs.append({"id": f"heldout-{pools.lang}-{k:04d}", "text": text})
     return docs
 
@@ -389,12 +497,13 @@ def _sft_rows(pools: dict[str, _Pools], language: str, rng: random.Random, n: in
         messages = []
         if rng.random() < 0.5:
             messages.append({"role": "system", "content": rng.choice(kb.SYSTEM_PROMPTS[p.i])})
-        ftype = rng.choice(kb.MC_TYPES)  # every kind of question equally often
+        types = [t for t in kb.MC_TYPES if p.by_type.get(t)]
+        ftype = rng.choice(types)  # every kind of question equally often
         for _ in range(rng.choices((1, 2, 3), weights=(6, 3, 1))[0]):
             fact = rng.choice(p.by_type[ftype])
             tpl = kb.TEMPLATES[ftype][lang]
             messages.append({"role": "user", "content": kb.render(tpl["sft"], fact)})
             messages.append({"role": "assistant", "content": _sentence(fact, "train", rng)})
-            ftype = rng.choice([t for t in kb.MC_TYPES if kb.TEMPLATES[t]["topic"] == fact["topic"]])
+            ftype = rng.choice([t for t in types if kb.TEMPLATES[t]["topic"] == fact["topic"]])
         rows.append({"conversation": messages, "lang": lang})
     return rows

@@ -371,8 +371,9 @@ def prepare_sample(spec: Spec, layout: Layout) -> dict:
     from . import corpus
 
     seed, scale = spec.profile.training.seed, spec.profile.data.sample_scale
+    per_type = spec.profile.data.sample_facts_per_type
     marker = layout.raw / ".zagreus-sample.json"
-    key = {"language": spec.language.code, "seed": seed, "scale": scale,
+    key = {"language": spec.language.code, "seed": seed, "scale": scale, "facts_per_type": per_type,
            "code": code_digest("corpus", "knowledge")}
     summary_path = layout.raw / "summary.json"
     if marker.is_file() and summary_path.is_file() and json.loads(marker.read_text()) == key:
@@ -381,7 +382,7 @@ def prepare_sample(spec: Spec, layout: Layout) -> dict:
             return summary
     if layout.raw.exists():
         shutil.rmtree(layout.raw)
-    summary = corpus.generate(layout.raw, spec.language.code, seed=seed, scale=scale)
+    summary = corpus.generate(layout.raw, spec.language.code, seed=seed, scale=scale, facts_per_type=per_type)
     marker.write_text(json.dumps(key, indent=2) + "\n")
     return summary
 

@@ -276,8 +276,9 @@ def render_tasks(heldout_dir, tasks_dir, language: str, fewshot_items: int = FEW
                 splits = {"test": docs}
             else:
                 chosen = [it for it in items if it.get("style") == style]
-                if style == "hellaswag":  # the sentence ends with a full stop: context + " " + ending
-                    chosen = [{**it, "endings": [f"{c}." for c in it["choices"]]} for it in chosen]
+                if style == "hellaswag" and any(len(it.get("endings") or ()) != len(it["choices"]) for it in chosen):
+                    raise ZagreusError(f"{mc_path}: HellaSwag-style items need one ending per choice "
+                                       "(written by the data stage since this version); rerun it with --force")
                 if len(chosen) <= fewshot_items:
                     raise ZagreusError(f"{mc_path}: only {len(chosen)} {style}-style items; need more than "
                                        f"{fewshot_items} (the few-shot split) to have a test split")

@@ -85,6 +85,7 @@ class LanguageSpec(_Strict):
 class DataSettings(_Strict):
     source: Literal["sample", "hub"]
     sample_scale: float = 1.0
+    sample_facts_per_type: int | None = None  # the sample corpus' knowledge: at most N facts per type (None: all)
     max_docs_per_source: int | None = None
     min_doc_chars: int = 200
     dedup: Literal["minhash", "none"] = "minhash"
