@@ -40,6 +40,14 @@ def test_every_stage_ran_with_an_ok_manifest(smoke_run, workdir):
         assert (folder / f"{stage.name}.ipynb").is_file()
 
 
+def test_the_smoke_run_learns(smoke_run, workdir):
+    """Issue 7: held-out accuracy above chance beyond its stderr at the last checkpoint, and bits per
+    byte falling across checkpoints, measured by lm-eval on this run's checkpoints."""
+    check = json.loads((workdir / "runs" / "smoke" / "ita" / "06_eval" / "learning_check.json").read_text())
+    assert check["learning"], "\n".join(check["summary"])
+    assert len(check["bits_per_byte"]["tasks"]["bpb_ita"]["steps"]) >= 4
+
+
 def test_report_is_self_contained_and_complete(smoke_run, workdir):
     out, with_audit = smoke_run
     html = (workdir / "report" / "smoke" / "index.html").read_text()
