@@ -62,3 +62,48 @@ def test_no_checkpoints_is_a_clear_error(tmp_path):
 def test_stage_refuses_to_run_before_pretraining(tmp_path):
     with pytest.raises(ZagreusError, match="03_pretraining has not run"):
         conversion.run("smoke", "ita", run_dir=str(tmp_path / "r"), out_dir=str(tmp_path / "o"))
+
+
+def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_config(tmp_path):
+    """full: <run>/03_pretraining/*.yaml names checkpoints_path; its <step>/ folders (nanotron layout,
+    tp=2 here, written by the project's exporter) become hf/step-N with the tokens they had seen."""
+    import yaml
+
+    from zagreus_utils import convert
+
+    cluster = tmp_path / "cluster_checkpoints"
+    for i, step in enumerate((1000, 2000)):
+        hf = _checkpoint(tmp_path / "hf", step, i)
+        convert.hf_to_nanotron(hf, cluster / str(step), tp=2)
+        meta_path = cluster / str(step) / "checkpoint_metadata.json"
+        meta = json.loads(meta_path.read_text())
+        meta["metas"]["consumed_tokens_total"] = step * 4096
+        meta_path.write_text(json.dumps(meta))
+    rd = tmp_path / "full" / "ita"
+    (rd / "03_pretraining").mkdir(parents=True)
+    (rd / "03_pretraining" / "nanotron_config.yaml").write_text(
+        yaml.safe_dump({"checkpoints": {"checkpoints_path": str(cluster)}}))
+    out = rd / "04_conversion"
+    out.mkdir()
+    frame = conversion.convert_all(spec.load_spec("ita", "full"), rd, out, progress=False)
+    assert list(frame["direction"]) == ["nanotron-to-hf"] * 2 and (frame["tp"] == 2).all()
+    assert (frame["max_logits_diff"] < 1e-4).all()
+    models = conversion.hf_models(out)
+    assert [m.name for m in models] == ["step-1000", "step-2000"]
+    info = json.loads((models[-1] / conversion.CHECKPOINT_INFO).read_text())
+    assert info == {"step": 2000, "tokens_seen": 2000 * 4096, "source": str(cluster / "2000"), "kind": "nanotron"}
+    reloaded = LlamaForCausalLM.from_pretrained(models[0])
+    original = LlamaForCausalLM.from_pretrained(tmp_path / "hf" / f"{trainer.CHECKPOINT_PREFIX}1000")
+    ids = torch.tensor([[1, 5, 7, 9]])
+    assert torch.equal(reloaded(ids).logits, original(ids).logits)
+
+
+def test_full_profile_without_cluster_checkpoints_names_the_config_path(tmp_path):
+    import yaml
+
+    rd = tmp_path / "full" / "ita"
+    (rd / "03_pretraining").mkdir(parents=True)
+    (rd / "03_pretraining" / "nanotron_config.yaml").write_text(
+        yaml.safe_dump({"checkpoints": {"checkpoints_path": str(tmp_path / "nowhere")}}))
+    with pytest.raises(ZagreusError, match="nowhere"):
+        conversion.convert_all(spec.load_spec("ita", "full"), rd, rd / "04_conversion", progress=False)

@@ -93,6 +93,15 @@ def _tokens_seen(run_dir: Path) -> dict[int, int]:
     return seen
 
 
+def _consumed_tokens(checkpoint: Path) -> int | None:
+    """Tokens seen by a nanotron checkpoint (``checkpoint_metadata.json``: metas.consumed_tokens_total)."""
+    try:
+        metas = json.loads((checkpoint / "checkpoint_metadata.json").read_text()).get("metas", {})
+        return int(metas["consumed_tokens_total"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _copy_tokenizer(tokenizer: Path | None, dst: Path) -> None:
     if tokenizer is None:
         return
@@ -121,7 +130,8 @@ def convert_all(spec: Spec, run_dir: Path, out_dir: Path, *, progress: bool = Tr
         rows.append({"step": step, **_row(back)})
         if kind == "hf":
             rows[-1]["bit_identical_to_checkpoint"] = _identical(rows[-2]["src"], hf_dir)
-        info = {"step": step, "tokens_seen": seen.get(step), "source": str(src), "kind": kind}
+        tokens = seen.get(step) if kind == "hf" else _consumed_tokens(src)
+        info = {"step": step, "tokens_seen": tokens, "source": str(src), "kind": kind}
         (hf_dir / CHECKPOINT_INFO).write_text(json.dumps(info, indent=2))
     frame = pd.DataFrame(rows)
     frame.to_csv(out_dir / "conversions.csv", index=False)
