@@ -12,7 +12,13 @@ Targets (issue 3), on 2 cores:
 Each measurement is repeated (``--repeat``, default 3) and the median is reported; the two
 tokenization variants alternate so that load on the machine affects both alike.
 
-    .venv/bin/python benchmarks/bench_tokenization.py [--repeat 3] [--scale 1.0] [--language ita] [--no-cli]
+The throughput ratio is measured on a corpus of scale 4 (~10 MB of clean text) by default: the
+stage has a fixed cost of ~0.3-0.4 s (forking the two workers, datatrove's task bookkeeping, the
+merge), which at the smoke size (scale 1, ~2.6 MB, 0.8 s of raw encoding) alone pulls the ratio
+to ~0.65x; throughput is what scales to the real corpus, so it is measured where that cost is small.
+``--scale 1`` shows the smoke-size figure.
+
+    .venv/bin/python benchmarks/bench_tokenization.py [--repeat 3] [--scale 4] [--language ita] [--no-cli]
 """
 
 import os
@@ -90,7 +96,7 @@ def cli_stages(language: str, runs_root: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--scale", type=float, default=1.0, help="sample corpus scale for the throughput test")
+    ap.add_argument("--scale", type=float, default=4.0, help="sample corpus scale for the throughput test")
     ap.add_argument("--language", default="ita")
     ap.add_argument("--no-cli", action="store_true", help="skip the zagreus run (notebooks) timing")
     args = ap.parse_args()
