@@ -287,10 +287,11 @@ def _web_rows(source: str, pools: _Pools, rng: random.Random, budget: float) -> 
 
 
 def _quiz_page(pools: _Pools, quiz: dict[str, list[dict]], topic: str, rng: random.Random) -> tuple[str, list[dict]]:
-    """A quiz page: a title and 3-8 question/answer pairs on one topic, about quiz facts only."""
+    """A quiz page: a title and 3-6 question/answer pairs on one topic, about quiz facts only."""
     types = [t for t, fs in quiz.items() if fs and kb.TEMPLATES[t]["topic"] == topic]
     q_label, a_label = kb.QA_LABELS[pools.lang]
-    chosen = [rng.choice(quiz[rng.choice(types)]) for _ in range(rng.randint(3, 8))]
+    facts = [f for t in types for f in quiz[t]]
+    chosen = rng.sample(facts, min(len(facts), rng.randint(3, 6)))  # distinct questions, mixed types
     pairs = [f"{q_label}: {kb.render(kb.TEMPLATES[f['type']][pools.lang]['question'], f)}\n"
              f"{a_label}: {f['slots'][f['answer']]}" for f in chosen]
     return "\n\n".join([f"{kb.QUIZ_TITLES[pools.i]} {rng.randint(1, 99)}"] + pairs), chosen
