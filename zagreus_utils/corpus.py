@@ -16,9 +16,9 @@ Text comes from the knowledge base in :mod:`zagreus_utils.knowledge`. Every fact
 training through its ``train`` templates but one, :func:`reserved_template`; the held-out split
 uses exactly that one, so no held-out sentence appears in training while its fact and its pattern
 both do (the HellaSwag-style items and the bits-per-byte documents). Quiz pages in the web sources
-ask ``question``-template questions about half of the facts (:func:`knowledge.quiz_fact`); the
-MMLU/ARC-style items ask them about the other half, in the same "Question: ... Answer: ..." layout
-as the lm-eval tasks. Byte shares follow the report's plan (400B English, 400B target language,
+ask each fact's ``sft`` question in the same "Question: ... Answer: ..." layout as the lm-eval
+tasks; the MMLU/ARC-style items ask its ``question`` one, a phrasing never seen in training.
+Byte shares follow the report's plan (400B English, 400B target language,
 200B code): about 40/40/20.
 """
 
@@ -268,7 +268,7 @@ def _web_rows(source: str, pools: _Pools, rng: random.Random, budget: float) -> 
     ones, about QUIZ_SHARE of them quiz pages."""
     docs = [(g[0]["topic"], _paragraph(g, "train", rng), g) for g in _coverage(pools, rng)]
     size = sum(_nbytes(text) for _, text, _ in docs)
-    quiz = {t: [f for f in fs if kb.quiz_fact(f["id"])] for t, fs in pools.by_type.items() if t in kb.MC_TYPES}
+    quiz = {t: fs for t, fs in pools.by_type.items() if t in kb.MC_TYPES}
     while size < budget:
         topic = _topic(rng)
         if rng.random() < QUIZ_SHARE:
@@ -287,12 +287,13 @@ def _web_rows(source: str, pools: _Pools, rng: random.Random, budget: float) -> 
 
 
 def _quiz_page(pools: _Pools, quiz: dict[str, list[dict]], topic: str, rng: random.Random) -> tuple[str, list[dict]]:
-    """A quiz page: a title and 3-6 question/answer pairs on one topic, about quiz facts only."""
+    """A quiz page: a title and 3-6 question/answer pairs on one topic (``sft`` questions: the
+    held-out items ask the ``question`` phrasing)."""
     types = [t for t, fs in quiz.items() if fs and kb.TEMPLATES[t]["topic"] == topic]
     q_label, a_label = kb.QA_LABELS[pools.lang]
     facts = [f for t in types for f in quiz[t]]
     chosen = rng.sample(facts, min(len(facts), rng.randint(3, 6)))  # distinct questions, mixed types
-    pairs = [f"{q_label}: {kb.render(kb.TEMPLATES[f['type']][pools.lang]['question'], f)}\n"
+    pairs = [f"{q_label}: {kb.render(kb.TEMPLATES[f['type']][pools.lang]['sft'], f)}\n"
              f"{a_label}: {f['slots'][f['answer']]}" for f in chosen]
     return "\n\n".join([f"{kb.QUIZ_TITLES[pools.i]} {rng.randint(1, 99)}"] + pairs), chosen
 
@@ -436,14 +437,12 @@ def _cloze(fact: dict, choices: list[str], pools: _Pools) -> tuple[str, list[str
 
 def _mc_items(pools: _Pools, rng: random.Random, per_style: int = MC_ITEMS_PER_STYLE) -> list[dict]:
     """Multiple-choice items in three styles about facts stated in training, in sentences never
-    there: MMLU/ARC-style questions about the facts quiz pages leave out, HellaSwag-style
-    completions of each fact's held-out sentence."""
+    there: MMLU/ARC-style ``question`` phrasings, HellaSwag-style completions of each fact's
+    held-out sentence."""
     items = []
     for style, types in MC_STYLES.items():
         def eligible(f):
-            if style == "hellaswag":
-                return reserved_template(f) is not None
-            return not kb.quiz_fact(f["id"])
+            return style != "hellaswag" or reserved_template(f) is not None
         queues = {}
         for t in types:
             q = [f for f in pools.by_type.get(t, ()) if eligible(f)]

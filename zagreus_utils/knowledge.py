@@ -8,9 +8,9 @@ sentence templates that turn each fact into text. Every fact type has, per langu
   corpus holds one of them out per fact (:func:`zagreus_utils.corpus.reserved_template`): that
   fact is never written with it in training, other facts are, so the held-out sentence is new
   while its pattern and its fact are both known;
-- ``question``: the quiz question (MMLU/ARC-style); quiz pages in training use it for half of the
-  facts (:func:`quiz_fact`), the held-out items ask it about the other half only;
-- ``sft``: the question users ask in the SFT conversations.
+- ``question``: the held-out question (MMLU/ARC-style items), never used in training or SFT;
+- ``sft``: the question users ask in the SFT conversations; quiz pages in the pretraining
+  documents ask it too, so the answers of the held-out questions follow a question in training.
 
 Per-language tuples are always ordered like :data:`ALL_LANGUAGES`. Names carry their article where
 the language needs one (``"il Po"``, ``"la Senna"``); country names carry an article code after a
@@ -25,7 +25,6 @@ rendered in the requested language; :func:`render` turns a template and a fact i
 from __future__ import annotations
 
 import re
-import zlib
 from functools import lru_cache
 
 from .errors import ZagreusError
@@ -910,12 +909,6 @@ def capitalize(text: str) -> str:
     if text[k:k + 1].isalpha():
         return text[:k] + text[k].upper() + text[k + 1:]
     return text
-
-
-def quiz_fact(fact_id: str) -> bool:
-    """Whether quiz pages in training ask about this fact (half of the facts, by a stable hash of the
-    id, the same in every language); held-out MMLU/ARC-style items ask about the other half."""
-    return zlib.crc32(f"quiz:{fact_id}".encode()) % 2 == 0
 
 
 def templates(ftype: str, lang: str) -> dict:
