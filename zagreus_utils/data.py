@@ -44,7 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
+from . import manifest, paths
 from .errors import ZagreusError
 from .outputs import StageOutputs
 from .spec import Source, Spec, load_spec
@@ -510,12 +510,13 @@ def stage_jobs(spec: Spec, inputs: list[SourceInput], layout: Layout, launcher: 
     from datatrove.pipeline.dedup.minhash import (MinhashDedupBuckets, MinhashDedupCluster,
                                                   MinhashDedupFilter, MinhashDedupSignature)
 
-    from .executors import PerSourceTask, make_executor, pack_tasks
+    from .executors import PerSourceTask, make_executor, pack_tasks, slurm_bins
 
     data = spec.profile.data
     dedup = data.dedup == "minhash"
     local = launcher == "local"
     workers = _workers(spec) if local else None
+    bins = workers if local else slurm_bins(spec)
     cfg = minhash_config(spec.profile.training.seed)
     rules, tasks = {}, {}
     plans: dict[str, list] = {"filter": [], "minhash-buckets": [], "minhash-cluster": [], "minhash-filter": []}
@@ -556,7 +557,7 @@ def stage_jobs(spec: Spec, inputs: list[SourceInput], layout: Layout, launcher: 
         plans["minhash-filter"] += [(size, (sid, k, n)) for size, k in sized]
     jobs, previous = [], None
     for name in (("filter", "minhash-buckets", "minhash-cluster", "minhash-filter") if dedup else ("filter",)):
-        plan = pack_tasks(plans[name], workers)  # locally: one task per worker, balanced by bytes
+        plan = pack_tasks(plans[name], bins)  # one task per worker (local, or Slurm's array limit), by bytes
         ex = make_executor(spec, launcher, [PerSourceTask(plan, pipes[name])],
                            job_name=f"{spec.language.code}-{name}", logging_dir=layout.logs(name),
                            tasks=len(plan), workers=workers,
@@ -580,18 +581,23 @@ def pad_filtered(folder: Path, tasks: int) -> None:
 
 
 def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
-        sources_dir: str | os.PathLike | None = None) -> StageResult:
+        sources_dir: str | os.PathLike | None = None, *, dry_run: bool = False,
+        progress: bool = True) -> StageResult:
     """Run stage 01 for ``spec`` into ``out_dir``; returns tables/figures for the notebook.
 
     ``sources_dir``: read ``<sources_dir>/<source id>/`` instead of the profile's inputs (a local
-    mirror of the sources, or tests' tiny inputs).
+    mirror of the sources, or tests' tiny inputs). ``launcher`` ``slurm`` submits each datatrove
+    job with datatrove's ``SlurmPipelineExecutor`` and waits for it (:func:`executors.run_slurm`);
+    with ``dry_run`` it only writes the sbatch scripts datatrove would submit.
     """
-    from .executors import check_launcher, slurm_dry_run
+    from .executors import check_launcher, run_slurm, slurm_dry_run
 
     check_launcher(launcher)
     layout = Layout(Path(out_dir).resolve())
     layout.out.mkdir(parents=True, exist_ok=True)
     result = StageResult(layout.out, launcher)
+    launch = manifest.LaunchRecord(layout.out, "slurm" if launcher == "slurm" and not dry_run else
+                                   ("local" if launcher == "local" else "none (Slurm dry run)"), launcher)
     t0 = time.perf_counter()
     sample = None
     if sources_dir is None and spec.profile.data.source == "sample":
@@ -608,7 +614,7 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     outputs = StageOutputs(layout.out)
     planned = stage_jobs(spec, inputs, layout, launcher)
     rules = planned.rules
-    if launcher == "slurm":
+    if launcher == "slurm" and dry_run:
         for name, ex in planned.jobs:
             script = slurm_dry_run(ex)
             result.slurm_scripts[name] = script
@@ -623,7 +629,12 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     else:
         for k, (name, ex) in enumerate(planned.jobs):
             t1 = time.perf_counter()
-            run_executor(ex, name)
+            if launcher == "slurm":
+                job_id = run_slurm(ex, name, progress=progress, launch=launch)
+                result.notes.append(f"datatrove job {name}: " + (f"Slurm job {job_id} COMPLETED" if job_id else
+                                                                 "every task already completed (skipped)"))
+            else:
+                run_executor(ex, name)
             result.seconds[name] = round(time.perf_counter() - t1, 2)
             if k == 0 and len(planned.jobs) > 1:
                 for inp in inputs:
@@ -634,7 +645,7 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
             if not any(layout.clean(inp.source.id).glob("*.parquet")):
                 raise ZagreusError(_nothing_left(inp, layout, rules[inp.source.id]))
 
-    steps, examples = ([], []) if launcher == "slurm" else collect_stats(spec, inputs, layout, rules)
+    steps, examples = ([], []) if dry_run and launcher == "slurm" else collect_stats(spec, inputs, layout, rules)
     steps_df = pd.DataFrame(steps, columns=STEP_COLUMNS)
     examples_df = pd.DataFrame(examples, columns=EXAMPLE_COLUMNS)
     mixture_df = mixture_table(spec, steps_df)
@@ -678,11 +689,11 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
 
 
 def run_stage(profile: str = "smoke", language: str = "ita", run_dir: str = "", out_dir: str = "",
-              launcher: str = "local", overrides: dict | None = None) -> StageResult:
+              launcher: str = "local", overrides: dict | None = None, dry_run: bool = False) -> StageResult:
     """The notebook's entry point: the runner's parameters in, the stage's results out."""
     spec = load_spec(language, profile, parse_overrides(overrides))
     _, od = resolve_dirs(profile, language, run_dir, out_dir)
-    return run(spec, od, launcher)
+    return run(spec, od, launcher, dry_run=dry_run)
 
 
 def parse_overrides(overrides) -> dict:
