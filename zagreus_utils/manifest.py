@@ -22,6 +22,12 @@ from .errors import ZagreusError
 
 MANIFEST = "manifest.json"
 LAUNCH = "launch.json"  # what a stage says actually ran it (see LaunchRecord)
+IN_PROCESS = "local (in-process)"  # a stage that ran in the notebook's own process although another launcher was asked
+
+
+def in_process(launcher: str) -> str:
+    """The launcher to record for a stage that always runs in the notebook's process."""
+    return "local" if launcher == "local" else IN_PROCESS
 _FULL_HASH_LIMIT = 64 * 2**20  # bigger files are fingerprinted by size and mtime
 _PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "datatrove", "lm_eval", "axolotl",
              "papermill", "nbconvert", "pandas", "matplotlib", "pydantic")

@@ -189,7 +189,7 @@ def _launched(stage: stage_mod.Stage, folder: Path, launcher: str, started: floa
             out["slurm_jobs"] = info["jobs"]
         return out
     if "launcher" not in stage.parameters:
-        return {"launcher": "local (in-process)" if launcher != "local" else "local", "launcher_requested": launcher}
+        return {"launcher": manifest.in_process(launcher), "launcher_requested": launcher}
     return {"launcher": launcher, "launcher_requested": launcher}
 
 
