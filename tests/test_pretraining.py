@@ -288,7 +288,7 @@ def test_sbatch_is_shell_safe_against_any_value(tmp_path):
     argv = json.loads(out.stdout.strip().splitlines()[-1])
     assert argv[:3] == ["srun", "--kill-on-bad-exit=1", "torchrun"]
     assert argv[-4:] == ["--config-file", evil, "--output-dir", evil]
-    assert argv[argv.index("--rdzv_endpoint") + 1] == "node0:29400" and argv[argv.index("--nproc_per_node") + 1] == "1"
+    assert argv[argv.index("--rdzv_endpoint") + 1] == "node0:29400" and argv[argv.index("--nproc_per_node") + 1] == "2"  # smoke: slurm.pretraining.procs_per_node
     assert not canary.exists()
     bad = load_spec("ita", "smoke", {"slurm.account": "acct\n#SBATCH --uid=0"})
     with pytest.raises(ZagreusError, match="line break"):

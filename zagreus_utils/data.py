@@ -19,7 +19,8 @@ The smoke profile first generates the sample corpus (:mod:`zagreus_utils.corpus`
 reads it exactly like the real sources; ``raw/heldout`` and ``raw/sft`` stay there for later stages.
 ``summary.json`` lists the clean folders with their documents, bytes and estimated tokens (bytes/4,
 before a tokenizer exists); the stats tables, figures and ``outputs.json`` feed the notebook and
-the HTML report. With the ``slurm`` launcher the stage renders the sbatch scripts (dry run).
+the HTML report. With the ``slurm`` launcher each datatrove job is submitted as a Slurm array by
+datatrove's ``SlurmPipelineExecutor`` and followed until it ends (``dry_run``: the sbatch scripts only).
 
 Reruns: datatrove skips the tasks it finished (``logs/<job>/completions``), so a run that failed
 halfway resumes; when the configuration (profile data settings, mixture, inputs, this code)
@@ -480,8 +481,11 @@ class DataJobs:
 
 def _source_tasks(spec: Spec, inp: SourceInput, launcher: str) -> int:
     if inp.local:  # readers shard by file: never more tasks than files
+        from .executors import slurm_bins
+
         n_files = len(list(Path(inp.folder).glob(inp.glob)))
-        return max(1, min(n_files, _workers(spec)) if launcher == "local" else n_files)
+        limit = _workers(spec) if launcher == "local" else slurm_bins(spec)  # Slurm: its array limit, if any
+        return max(1, min(n_files, limit) if limit else n_files)
     return _workers(spec) if launcher == "local" else (spec.profile.slurm.tokenization.tasks or 1)
 
 
@@ -526,7 +530,7 @@ def stage_jobs(spec: Spec, inputs: list[SourceInput], layout: Layout, launcher: 
         n = tasks[sid] = _source_tasks(spec, inp, launcher)
         limit = -1 if data.max_docs_per_source is None else max(1, math.ceil(data.max_docs_per_source / n))
         # spread each task's clean output over enough files that tokenization can use every worker
-        shards = max(1, math.ceil(workers / n)) if local else 1
+        shards = max(1, math.ceil(bins / n)) if bins else 1
         clean = [TagShards(shards), _parquet_writer(layout.clean(sid), "${rank}_${clean_shard}.parquet")]
         steps = filter_steps(spec, inp, layout)
         rules[sid] = {name: rule for name, _, rule in steps}

@@ -5,8 +5,11 @@
 ``slurm``  builds datatrove's ``SlurmPipelineExecutor`` with the report's settings (section 3's
            tokenization script: tasks, workers, time, partition, mem per CPU, ``account`` and
            ``gres: gpu:0`` as sbatch arguments) taken from ``profile.slurm.tokenization``, with the
-           Slurm logs inside the stage's logging folder. :func:`slurm_dry_run` returns the exact
-           sbatch script ``executor.run()`` would submit, without calling ``sbatch``.
+           Slurm logs inside the stage's logging folder. :func:`run_slurm` submits it
+           (datatrove's own ``executor.run()``, pointed at the cluster ``zagreus_utils.slurm``
+           finds) and follows the array until it ends; :func:`slurm_dry_run` returns the exact
+           sbatch script ``executor.run()`` would submit, without calling ``sbatch``. With
+           ``slurm.tokenization.workers`` > 0 the shards are packed into that many array tasks.
 
 Reruns: datatrove marks each finished task in ``<logging_dir>/completions/`` and skips it the next
 time, so a stage that failed halfway resumes where it stopped as long as its ``logging_dir`` stays

@@ -423,6 +423,18 @@ def _trainer_class():
 
         sample_sink: list | None = None
 
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # DDP on CPU (torchrun, gloo): transformers maps the optimizer state to args.device, here
+            # "cpu:<rank>", a location torch.load cannot restore; the state belongs on "cpu".
+            if checkpoint is None or self.args.world_size <= 1 or self.args.device.type != "cpu":
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            import torch
+
+            opt, sched = Path(checkpoint) / "optimizer.pt", Path(checkpoint) / "scheduler.pt"
+            if opt.is_file() and sched.is_file():
+                self.optimizer.load_state_dict(torch.load(opt, map_location="cpu", weights_only=True))
+                self.lr_scheduler.load_state_dict(torch.load(sched, weights_only=True))
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             idx = inputs.pop("sample_index", None)
             if idx is not None and self.sample_sink is not None:
