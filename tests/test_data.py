@@ -371,7 +371,8 @@ def test_fractional_memory_is_passed_in_megabytes(tmp_path):
 
 def test_data_stage_slurm_launcher_writes_dry_run_scripts(tmp_path):
     sources = make_sources(tmp_path / "sources", normal=5)
-    r = data.run(load_spec("ita", "full", {"data.source": "sample"}), tmp_path / "out", "slurm", sources_dir=sources)
+    r = data.run(load_spec("ita", "full", {"data.source": "sample"}), tmp_path / "out", "slurm", sources_dir=sources,
+                 dry_run=True)
     assert list(r.slurm_scripts) == ["filter", "minhash-buckets", "minhash-cluster", "minhash-filter"]
     assert "#SBATCH --array=0-7\n" in r.slurm_scripts["filter"]  # 2 shards x 4 sources
     assert "#SBATCH --array=0-55\n" in r.slurm_scripts["minhash-buckets"]  # 14 buckets x 4 sources

@@ -361,10 +361,11 @@ def test_slurm_array_script_is_shell_safe_with_one_task_per_model(evaluated, tmp
     assert not (tmp_path / "canary").exists() and not Path("canary").exists()
     plan_back = E.Plan.from_json(json.loads((Path(plan.out_dir) / "slurm" / "plan.json").read_text()))
     assert [m.name for m in plan_back.models] == ["step-100", "step-200", "sft"] and plan_back.limit == LIMIT
-    for key, value in [("slurm.account", "acct\n#SBATCH --uid=0"), ("slurm.partition", "p;rm -rf /")]:
-        _, bad = _plan(evaluated, tmp_path / "bad", {key: value})
-        with pytest.raises(ZagreusError, match="not a plain token"):
-            E.write_slurm(bad)
+    _, bad = _plan(evaluated, tmp_path / "bad", {"slurm.account": "acct\n#SBATCH --uid=0"})
+    with pytest.raises(ZagreusError, match="line break"):
+        E.write_slurm(bad)
+    _, odd = _plan(evaluated, tmp_path / "odd", {"slurm.partition": "p;rm -rf /"})
+    assert '#SBATCH --partition="p;rm -rf /"\n' in E.write_slurm(odd).read_text()  # sbatch's quoting, one token
     full = load_spec("ita", "full")
     text = E.slurm_script(plan, Path("/p/plan.json"), spec=full)
     assert "#SBATCH --gres=gpu:1" in text and "#SBATCH --account=YOUR_ACCOUNT" in text and "OFFLINE" not in text
@@ -378,27 +379,30 @@ def test_slurm_dry_run_submit_and_follow(evaluated, tmp_path, monkeypatch):
     assert Path(dry["script_path"]).is_file()
     _, plan = _plan(evaluated, tmp_path)
     script = E.write_slurm(plan)
-    for call in (lambda: E.submit(plan, script), lambda: E.job_state("7")):
-        with pytest.raises(ZagreusError, match="not installed on this machine.*launcher='local'"):
-            call()
+    with pytest.raises(ZagreusError, match="`sbatch` is not installed here.*launcher='local'"):
+        E.submit(plan, script)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     state = tmp_path / "polls"
-    stubs = {
-        "sbatch": 'echo "4242;cluster"',
+    stubs = {  # the formats zagreus_utils.slurm asks for (squeue %i|%F|%K|%T|%r|%P|%N, sacct -X -P)
+        "sbatch": 'echo "$@" > ' + str(tmp_path / "sbatch.args") + '; echo "4242;cluster"',
         # first poll: queued; then nothing in the queue (finished)
-        "squeue": f'if [ ! -e {state} ]; then touch {state}; echo "4242_0|RUNNING"; echo "4242_[1-2]|PENDING"; fi',
-        "sacct": 'printf "4242_0|COMPLETED|0:0\\n4242_1|COMPLETED|0:0\\n4242_2|FAILED|1:0\\n"',
+        "squeue": f'if [ ! -e {state} ]; then touch {state}; echo "4242_0|4242|0|RUNNING|None|debug|vm"; '
+                  'echo "4242_1|4242|1|PENDING|None|debug|"; echo "4242_2|4242|2|PENDING|None|debug|"; fi',
+        "sacct": 'printf "4242_0|COMPLETED|0:0||debug|vm\\n4242_1|COMPLETED|0:0||debug|vm\\n4242_2|FAILED|1:0||debug|vm\\n"',
+        "sinfo": 'echo "vm|idle|none|debug*|2|1000|(null)"',
     }
     for name, body in stubs.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     assert E.submit(plan, script) == "4242"
-    seen = []
-    final = E.follow("4242", poll_s=0.01, log=seen.append)
-    assert final["done"] and final["tasks"] == {"0": "COMPLETED", "1": "COMPLETED", "2": "FAILED"}
-    assert seen[0].startswith("job 4242: 0:RUNNING") and "2:FAILED" in seen[-1]
+    assert f"--output={Path(plan.out_dir) / 'slurm' / 'logs' / '%A_%a.out'}" in (tmp_path / "sbatch.args").read_text()
+    from zagreus_utils import slurm
+
+    with pytest.raises(slurm.JobFailed, match=r"Slurm job 4242 ended FAILED.*failed tasks: 4242_2 FAILED 1:0") as info:
+        E.follow("4242", poll_s=0.01, progress=False)
+    assert [t.state for t in info.value.job.tasks] == ["COMPLETED", "COMPLETED", "FAILED"]
 
 
 def _slurm_cluster() -> bool:

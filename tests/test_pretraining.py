@@ -288,7 +288,7 @@ def test_sbatch_is_shell_safe_against_any_value(tmp_path):
     argv = json.loads(out.stdout.strip().splitlines()[-1])
     assert argv[:3] == ["srun", "--kill-on-bad-exit=1", "torchrun"]
     assert argv[-4:] == ["--config-file", evil, "--output-dir", evil]
-    assert argv[argv.index("--rdzv_endpoint") + 1] == "node0:29400" and argv[argv.index("--nproc_per_node") + 1] == "1"
+    assert argv[argv.index("--rdzv_endpoint") + 1] == "node0:29400" and argv[argv.index("--nproc_per_node") + 1] == "2"  # smoke: slurm.pretraining.procs_per_node
     assert not canary.exists()
     bad = load_spec("ita", "smoke", {"slurm.account": "acct\n#SBATCH --uid=0"})
     with pytest.raises(ZagreusError, match="line break"):
@@ -535,8 +535,8 @@ def test_notebook_runs_on_the_stage(reference, tmp_path):
                                              'launcher = "local"', "overrides = {}"]
     out = tmp_path / "03.ipynb"
     pm.execute_notebook(str(nb_path), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
-                        parameters={"run_dir": str(prep.run_dir), "launcher": "slurm",
+                        parameters={"run_dir": str(prep.run_dir), "launcher": "local",
                                     "overrides": tiny_overrides(prep.spec.profile.tokenizer.vocab_size)})
     text = out.read_text()
-    assert "srun --kill-on-bad-exit=1 torchrun" in text and "image/png" in text
-    assert json.loads((prep.out_dir / "dry_run.json").read_text())["syntax_ok"]
+    assert "srun --kill-on-bad-exit=1 torchrun" in text and "image/png" in text  # the sbatch script is shown
+    assert json.loads((prep.out_dir / "launch.json").read_text())["launcher"] == "local"

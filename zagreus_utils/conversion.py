@@ -248,6 +248,9 @@ def run(profile: str = "smoke", language: str = "ita", run_dir="", out_dir="", l
     spec = load_spec(language, profile, overrides or {})
     rd, od = resolve_dirs(profile, language, run_dir, out_dir)
     manifest.require(rd / "03_pretraining", "03_pretraining", profile, language)
+    # minutes of CPU work on files the earlier stages wrote: it runs here whatever the launcher
+    manifest.LaunchRecord(od, manifest.in_process(launcher), launcher,
+                          note="" if launcher == "local" else "conversion runs in the notebook's process, not as a job")
     conversions = convert_all(spec, rd, od, progress=progress)
     final = hf_models(od)[-1]
     card = model_card(spec, final, rd, conversions)

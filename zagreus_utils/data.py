@@ -19,7 +19,8 @@ The smoke profile first generates the sample corpus (:mod:`zagreus_utils.corpus`
 reads it exactly like the real sources; ``raw/heldout`` and ``raw/sft`` stay there for later stages.
 ``summary.json`` lists the clean folders with their documents, bytes and estimated tokens (bytes/4,
 before a tokenizer exists); the stats tables, figures and ``outputs.json`` feed the notebook and
-the HTML report. With the ``slurm`` launcher the stage renders the sbatch scripts (dry run).
+the HTML report. With the ``slurm`` launcher each datatrove job is submitted as a Slurm array by
+datatrove's ``SlurmPipelineExecutor`` and followed until it ends (``dry_run``: the sbatch scripts only).
 
 Reruns: datatrove skips the tasks it finished (``logs/<job>/completions``), so a run that failed
 halfway resumes; when the configuration (profile data settings, mixture, inputs, this code)
@@ -44,7 +45,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
+from . import manifest, paths
 from .errors import ZagreusError
 from .outputs import StageOutputs
 from .spec import Source, Spec, load_spec
@@ -481,8 +482,11 @@ class DataJobs:
 
 def _source_tasks(spec: Spec, inp: SourceInput, launcher: str) -> int:
     if inp.local:  # readers shard by file: never more tasks than files
+        from .executors import slurm_bins
+
         n_files = len(list(Path(inp.folder).glob(inp.glob)))
-        return max(1, min(n_files, _workers(spec)) if launcher == "local" else n_files)
+        limit = _workers(spec) if launcher == "local" else slurm_bins(spec)  # Slurm: its array limit, if any
+        return max(1, min(n_files, limit) if limit else n_files)
     return _workers(spec) if launcher == "local" else (spec.profile.slurm.tokenization.tasks or 1)
 
 
@@ -511,12 +515,13 @@ def stage_jobs(spec: Spec, inputs: list[SourceInput], layout: Layout, launcher: 
     from datatrove.pipeline.dedup.minhash import (MinhashDedupBuckets, MinhashDedupCluster,
                                                   MinhashDedupFilter, MinhashDedupSignature)
 
-    from .executors import PerSourceTask, make_executor, pack_tasks
+    from .executors import PerSourceTask, make_executor, pack_tasks, slurm_bins
 
     data = spec.profile.data
     dedup = data.dedup == "minhash"
     local = launcher == "local"
     workers = _workers(spec) if local else None
+    bins = workers if local else slurm_bins(spec)
     cfg = minhash_config(spec.profile.training.seed)
     rules, tasks = {}, {}
     plans: dict[str, list] = {"filter": [], "minhash-buckets": [], "minhash-cluster": [], "minhash-filter": []}
@@ -526,7 +531,7 @@ def stage_jobs(spec: Spec, inputs: list[SourceInput], layout: Layout, launcher: 
         n = tasks[sid] = _source_tasks(spec, inp, launcher)
         limit = -1 if data.max_docs_per_source is None else max(1, math.ceil(data.max_docs_per_source / n))
         # spread each task's clean output over enough files that tokenization can use every worker
-        shards = max(1, math.ceil(workers / n)) if local else 1
+        shards = max(1, math.ceil(bins / n)) if bins else 1
         clean = [TagShards(shards), _parquet_writer(layout.clean(sid), "${rank}_${clean_shard}.parquet")]
         steps = filter_steps(spec, inp, layout)
         rules[sid] = {name: rule for name, _, rule in steps}
@@ -557,7 +562,7 @@ def stage_jobs(spec: Spec, inputs: list[SourceInput], layout: Layout, launcher: 
         plans["minhash-filter"] += [(size, (sid, k, n)) for size, k in sized]
     jobs, previous = [], None
     for name in (("filter", "minhash-buckets", "minhash-cluster", "minhash-filter") if dedup else ("filter",)):
-        plan = pack_tasks(plans[name], workers)  # locally: one task per worker, balanced by bytes
+        plan = pack_tasks(plans[name], bins)  # one task per worker (local, or Slurm's array limit), by bytes
         ex = make_executor(spec, launcher, [PerSourceTask(plan, pipes[name])],
                            job_name=f"{spec.language.code}-{name}", logging_dir=layout.logs(name),
                            tasks=len(plan), workers=workers,
@@ -581,18 +586,23 @@ def pad_filtered(folder: Path, tasks: int) -> None:
 
 
 def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
-        sources_dir: str | os.PathLike | None = None) -> StageResult:
+        sources_dir: str | os.PathLike | None = None, *, dry_run: bool = False,
+        progress: bool = True) -> StageResult:
     """Run stage 01 for ``spec`` into ``out_dir``; returns tables/figures for the notebook.
 
     ``sources_dir``: read ``<sources_dir>/<source id>/`` instead of the profile's inputs (a local
-    mirror of the sources, or tests' tiny inputs).
+    mirror of the sources, or tests' tiny inputs). ``launcher`` ``slurm`` submits each datatrove
+    job with datatrove's ``SlurmPipelineExecutor`` and waits for it (:func:`executors.run_slurm`);
+    with ``dry_run`` it only writes the sbatch scripts datatrove would submit.
     """
-    from .executors import check_launcher, slurm_dry_run
+    from .executors import check_launcher, run_slurm, slurm_dry_run
 
     check_launcher(launcher)
     layout = Layout(Path(out_dir).resolve())
     layout.out.mkdir(parents=True, exist_ok=True)
     result = StageResult(layout.out, launcher)
+    launch = manifest.LaunchRecord(layout.out, "slurm" if launcher == "slurm" and not dry_run else
+                                   ("local" if launcher == "local" else "none (Slurm dry run)"), launcher)
     t0 = time.perf_counter()
     sample = None
     if sources_dir is None and spec.profile.data.source == "sample":
@@ -609,7 +619,7 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     outputs = StageOutputs(layout.out)
     planned = stage_jobs(spec, inputs, layout, launcher)
     rules = planned.rules
-    if launcher == "slurm":
+    if launcher == "slurm" and dry_run:
         for name, ex in planned.jobs:
             script = slurm_dry_run(ex)
             result.slurm_scripts[name] = script
@@ -624,7 +634,12 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     else:
         for k, (name, ex) in enumerate(planned.jobs):
             t1 = time.perf_counter()
-            run_executor(ex, name)
+            if launcher == "slurm":
+                job_id = run_slurm(ex, name, progress=progress, launch=launch)
+                result.notes.append(f"datatrove job {name}: " + (f"Slurm job {job_id} COMPLETED" if job_id else
+                                                                 "every task already completed (skipped)"))
+            else:
+                run_executor(ex, name)
             result.seconds[name] = round(time.perf_counter() - t1, 2)
             if k == 0 and len(planned.jobs) > 1:
                 for inp in inputs:
@@ -635,7 +650,7 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
             if not any(layout.clean(inp.source.id).glob("*.parquet")):
                 raise ZagreusError(_nothing_left(inp, layout, rules[inp.source.id]))
 
-    steps, examples = ([], []) if launcher == "slurm" else collect_stats(spec, inputs, layout, rules)
+    steps, examples = ([], []) if dry_run and launcher == "slurm" else collect_stats(spec, inputs, layout, rules)
     steps_df = pd.DataFrame(steps, columns=STEP_COLUMNS)
     examples_df = pd.DataFrame(examples, columns=EXAMPLE_COLUMNS)
     mixture_df = mixture_table(spec, steps_df)
@@ -679,11 +694,11 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
 
 
 def run_stage(profile: str = "smoke", language: str = "ita", run_dir: str = "", out_dir: str = "",
-              launcher: str = "local", overrides: dict | None = None) -> StageResult:
+              launcher: str = "local", overrides: dict | None = None, dry_run: bool = False) -> StageResult:
     """The notebook's entry point: the runner's parameters in, the stage's results out."""
     spec = load_spec(language, profile, parse_overrides(overrides))
     _, od = resolve_dirs(profile, language, run_dir, out_dir)
-    return run(spec, od, launcher)
+    return run(spec, od, launcher, dry_run=dry_run)
 
 
 def parse_overrides(overrides) -> dict:

@@ -1275,7 +1275,8 @@ def finish(plan: Plan, spec, *, outcome: dict | None = None, log: Callable[[str]
 
 def run(spec, run_dir, out_dir, *, launcher: str = "local", models: list[ModelEntry] | None = None,
         steps=None, limit=None, force: bool = False, overrides: dict | None = None, dry_run: bool = False,
-        poll_s: float = 15, timeout_s: float | None = None, log: Callable[[str], None] = print) -> dict:
+        poll_s: float = 15, timeout_s: float | None = None, log: Callable[[str], None] = print,
+        progress: bool = True) -> dict:
     """Evaluate every base checkpoint and the SFT model, ingest, write the stage outputs.
 
     ``launcher``: ``local`` (here, one model after the other) or ``slurm`` (an array job, one task
@@ -1292,14 +1293,36 @@ def run(spec, run_dir, out_dir, *, launcher: str = "local", models: list[ModelEn
         if dry_run:
             return {"plan": plan.to_json(), "script": script.read_text(), "script_path": str(script),
                     "command": sbatch_command(plan, script)}
+        from . import manifest as manifest_mod, slurm as slurm_mod
+
+        launch = manifest_mod.LaunchRecord(out_dir, "slurm")
+        slurm_mod.require("sbatch")
+        slurm_mod.check_nodes(spec.profile.slurm.partition)  # all drained/down: a clear error, nothing submitted
         job = submit(plan, script)
+        launch.job("eval array", job, "SUBMITTED", tasks=len(plan.models), logs="slurm/logs/%A_%a.out")
         log(f"submitted eval array job {job} ({len(plan.models)} tasks)")
-        state = follow(job, poll_s=poll_s, timeout_s=timeout_s, log=log)
+        t0 = time.perf_counter()
+        error = None
+        try:
+            state = follow(job, poll_s=poll_s, timeout_s=timeout_s, progress=progress,
+                           log_path=_slurm_dir(plan) / "logs" / "%A_%a.out")
+        except slurm_mod.JobFailed as exc:  # finished models are still ingested below
+            state, error = exc.job, exc
+        launch.job("eval array", job, state.state, seconds=round(time.perf_counter() - t0, 1),
+                   tasks={t.array_task_id: t.state for t in state.tasks})
+        task_state = {str(t.array_task_id): t.state for t in state.tasks}
         outcome = {"finished": [m.name for m in plan.models if _model_done(plan, m)],
-                   "failed": {m.name: f"array task {i}: {state['tasks'].get(str(i), 'unknown')}"
+                   "failed": {m.name: f"array task {job}_{i}: {task_state.get(str(i), state.state)}"
                               for i, m in enumerate(plan.models) if not _model_done(plan, m)},
-                   "job": state}
+                   "job": {"job_id": job, "state": state.state, "tasks": task_state}}
+        if error is not None and not outcome["failed"]:
+            outcome["failed"]["(array)"] = str(error)
+        if error is not None:
+            outcome["error"] = str(error)
     else:
+        from .manifest import LaunchRecord
+
+        LaunchRecord(out_dir, "local")
         outcome = evaluate_all(plan, tm, log=log, force=force)
     summary = finish(plan, spec, outcome=outcome, log=log)
     if outcome["failed"]:
@@ -1307,7 +1330,8 @@ def run(spec, run_dir, out_dir, *, launcher: str = "local", models: list[ModelEn
         raise ZagreusError(
             f"evaluation failed for {', '.join(outcome['failed'])} ("
             + "; ".join(f"{k}: {v}" for k, v in outcome["failed"].items())
-            + f"). Finished results kept ({kept}) in {out_dir / 'lm_eval'}; a rerun skips them")
+            + f"). Finished results kept ({kept}) in {out_dir / 'lm_eval'}; a rerun skips them"
+            + (f"\n{outcome['error']}" if outcome.get("error") else ""))
     return summary
 
 
@@ -1319,27 +1343,18 @@ def _model_done(plan: Plan, model: ModelEntry) -> bool:
 # Slurm
 
 
-_DIRECTIVE_SAFE = re.compile(r"^[A-Za-z0-9._:@%+=,/-]+$")
 _SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{1,2}){0,2}$|^\d+-\d{1,2}$")
-NO_SLURM = ("`{cmd}` is not installed on this machine (not on PATH): submit from a Slurm login node, start a "
-            "local single-node Slurm (Debian's slurm-wlm + munge), or run the eval stage with launcher='local'")
-
-
-def _directive(key: str, value) -> str:
-    text = str(value)
-    if not _DIRECTIVE_SAFE.match(text):
-        raise ZagreusError(f"slurm setting {key}={text!r} is not a plain token (letters, digits and ._:@%+=,/- only): "
-                           "#SBATCH lines are read by sbatch, not a shell, so it cannot be quoted; fix it in the profile")
-    return text
 
 
 def slurm_script(plan: Plan, plan_file: Path, *, python: str | None = None, job_name: str | None = None,
                  workdir: Path = paths.REPO_ROOT, spec=None) -> str:
     """The sbatch script: an array with one task per model (``0..n-1``, in ``plan.models`` order).
 
-    ``#SBATCH`` values must be plain tokens (refused otherwise); every other value is
-    ``shlex.quote``-d. The log path goes on the sbatch command line (:func:`sbatch_command`).
+    The ``#SBATCH`` lines come from :func:`zagreus_utils.slurm.sbatch_header` (sbatch's own quoting;
+    a line break in a value is refused); every other value is ``shlex.quote``-d. The log path goes
+    on the sbatch command line (:func:`sbatch_command`).
     """
+    from . import slurm as slurm_mod
     from .spec import load_spec
 
     spec = spec or load_spec(plan.language, plan.profile, plan.overrides)
@@ -1350,23 +1365,13 @@ def slurm_script(plan: Plan, plan_file: Path, *, python: str | None = None, job_
                            "time limit; write e.g. \"04:00:00\"")
     if not plan.models:
         raise ZagreusError("no models to evaluate: nothing to submit")
-    lines = ["#!/bin/bash",
-             f"#SBATCH --job-name={_directive('job name', job_name or f'zagreus-eval-{plan.language}')}",
-             f"#SBATCH --array=0-{len(plan.models) - 1}",
-             f"#SBATCH --nodes={_directive('slurm.eval.nodes', res.nodes or 1)}",
-             "#SBATCH --ntasks=1",
-             f"#SBATCH --time={_directive('slurm.eval.time', res.time)}"]
-    if res.cpus_per_task:
-        lines.append(f"#SBATCH --cpus-per-task={_directive('slurm.eval.cpus_per_task', res.cpus_per_task)}")
     gres = res.gres or (f"gpu:{res.gpus_per_node}" if res.gpus_per_node else None)
-    if gres:
-        lines.append(f"#SBATCH --gres={_directive('slurm.eval.gres', gres)}")
-    if res.mem_per_cpu_gb:
-        lines.append(f"#SBATCH --mem-per-cpu={int(math.ceil(res.mem_per_cpu_gb * 1024))}M")
-    if s.account:
-        lines.append(f"#SBATCH --account={_directive('slurm.account', s.account)}")
-    if s.partition:
-        lines.append(f"#SBATCH --partition={_directive('slurm.partition', s.partition)}")
+    header = slurm_mod.sbatch_header(
+        job_name=job_name or f"zagreus-eval-{plan.language}", array=f"0-{len(plan.models) - 1}",
+        nodes=res.nodes or 1, ntasks=1, time=res.time, cpus_per_task=res.cpus_per_task or None, gres=gres,
+        mem_per_cpu=f"{int(math.ceil(res.mem_per_cpu_gb * 1024))}M" if res.mem_per_cpu_gb else None,
+        account=s.account, partition=s.partition)
+    lines = ["#!/bin/bash", header.rstrip()]
     lines += ["", f"# Stage 06 eval, {plan.profile}/{plan.language}: one array task per model (lm-eval "
                   f"{lm_eval_version()}); the plan is {plan_file.name}.",
               *[f"#   {i}: {m.name} ({m.kind}{'' if m.step is None else ', step ' + str(m.step)})"
@@ -1403,95 +1408,22 @@ def sbatch_command(plan: Plan, script: Path) -> list[str]:
     return ["sbatch", "--parsable", f"--output={_slurm_dir(plan) / 'logs' / '%A_%a.out'}", str(script)]
 
 
-def _slurm(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    if shutil.which(argv[0]) is None:
-        raise ZagreusError(NO_SLURM.format(cmd=argv[0]))
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ZagreusError(f"`{' '.join(argv[:2])}` did not answer within {timeout:.0f} s; is slurmctld up?") from None
-
-
 def submit(plan: Plan, script: Path) -> str:
-    """``sbatch --parsable``; returns the array job id."""
-    res = _slurm(sbatch_command(plan, script))
-    if res.returncode:
-        raise ZagreusError(f"sbatch refused {script}: {(res.stderr or res.stdout).strip()}")
-    job = res.stdout.strip().split(";")[0]
-    if not job.isdigit():
-        raise ZagreusError(f"sbatch answered {res.stdout.strip()!r}, not a job id")
-    return job
+    """``sbatch --parsable`` (:func:`zagreus_utils.slurm.submit`); returns the array job id."""
+    from . import slurm as slurm_mod
+
+    return slurm_mod.submit(script, extra=sbatch_command(plan, script)[2:-1])
 
 
-_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
-             "BOOT_FAIL", "DEADLINE"}
+def follow(job_id: str, *, poll_s: float = 15, timeout_s: float | None = None, progress: bool = True,
+           pending_timeout: float | None = 600, log_path: str | Path | None = None):
+    """Follow the array until every task has ended (:func:`zagreus_utils.slurm.follow`: a progress
+    line with the tasks' states; :class:`zagreus_utils.slurm.JobFailed` with the failed tasks and
+    the tail of a failed task's log when one ended other than COMPLETED). Returns the final JobState."""
+    from . import slurm as slurm_mod
 
-
-def _expand(ids: str) -> list[str]:
-    """Slurm array indices ``0-2,5`` (an optional ``%limit`` dropped) -> ``["0", "1", "2", "5"]``."""
-    out = []
-    for part in ids.split("%")[0].strip("[]").split(","):
-        lo, _, hi = part.partition("-")
-        if lo.isdigit() and hi.isdigit():
-            out += [str(i) for i in range(int(lo), int(hi) + 1)]
-        elif lo.isdigit():
-            out.append(lo)
-    return out
-
-
-def job_state(job_id: str) -> dict:
-    """Per array task state: squeue while queued/running, then sacct, else ``scontrol show job``
-    (a cluster without accounting, such as the local single-node one, keeps finished jobs there)."""
-    job_id = str(job_id)
-    tasks: dict[str, str] = {}
-    if shutil.which("squeue"):
-        res = _slurm(["squeue", "-h", "-r", "-j", job_id, "-o", "%i|%T"])
-        if res.returncode == 0:
-            for line in res.stdout.split():
-                jid, _, state = line.partition("|")
-                for index in _expand(jid.rpartition("_")[2]):
-                    tasks[index] = state
-    if tasks:
-        return {"job_id": job_id, "tasks": tasks, "done": False, "source": "squeue"}
-    source, errors = "sacct", []
-    res = _slurm(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State,ExitCode"])
-    if res.returncode == 0:
-        for line in res.stdout.split():
-            jid, state = (line.split("|") + [""])[:2]
-            if "_" in jid:
-                for index in _expand(jid.rpartition("_")[2]):
-                    tasks[index] = state.split()[0] if state else "UNKNOWN"
-    else:
-        errors.append((res.stderr or res.stdout).strip())
-    if not tasks and shutil.which("scontrol"):
-        source = "scontrol"
-        res = _slurm(["scontrol", "-o", "show", "job", job_id])
-        for line in res.stdout.splitlines():
-            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-            if "ArrayTaskId" in fields and "JobState" in fields:
-                for index in _expand(fields["ArrayTaskId"]):
-                    tasks[index] = fields["JobState"]
-        if res.returncode:
-            errors.append((res.stderr or res.stdout).strip())
-    if not tasks:
-        raise ZagreusError(f"job {job_id} is unknown to squeue, sacct and scontrol ({'; '.join(errors) or 'no record'})")
-    done = all(s.rstrip("+") in _TERMINAL for s in tasks.values())
-    return {"job_id": job_id, "tasks": tasks, "done": done, "source": source}
-
-
-def follow(job_id: str, *, poll_s: float = 15, timeout_s: float | None = None,
-           log: Callable[[str], None] | None = print) -> dict:
-    """Poll until every array task has ended (or the timeout); returns the last state."""
-    t0, last = time.monotonic(), None
-    while True:
-        state = job_state(job_id)
-        summary = ", ".join(f"{k}:{v}" for k, v in sorted(state["tasks"].items()))
-        if log and summary != last:
-            log(f"job {job_id}: {summary}")
-        last = summary
-        if state["done"] or (timeout_s is not None and time.monotonic() - t0 > timeout_s):
-            return state
-        time.sleep(poll_s)
+    return slurm_mod.follow(job_id, poll=poll_s, timeout=timeout_s, progress=progress,
+                            pending_timeout=pending_timeout, label="eval array: Slurm job", log_path=log_path)
 
 
 def array_task(plan_file: Path, index: int) -> list[Path]:

@@ -5,8 +5,11 @@
 ``slurm``  builds datatrove's ``SlurmPipelineExecutor`` with the report's settings (section 3's
            tokenization script: tasks, workers, time, partition, mem per CPU, ``account`` and
            ``gres: gpu:0`` as sbatch arguments) taken from ``profile.slurm.tokenization``, with the
-           Slurm logs inside the stage's logging folder. :func:`slurm_dry_run` returns the exact
-           sbatch script ``executor.run()`` would submit, without calling ``sbatch``.
+           Slurm logs inside the stage's logging folder. :func:`run_slurm` submits it
+           (datatrove's own ``executor.run()``, pointed at the cluster ``zagreus_utils.slurm``
+           finds) and follows the array until it ends; :func:`slurm_dry_run` returns the exact
+           sbatch script ``executor.run()`` would submit, without calling ``sbatch``. With
+           ``slurm.tokenization.workers`` > 0 the shards are packed into that many array tasks.
 
 Reruns: datatrove marks each finished task in ``<logging_dir>/completions/`` and skips it the next
 time, so a stage that failed halfway resumes where it stopped as long as its ``logging_dir`` stays
@@ -17,6 +20,7 @@ plain rerun (see ``data.py``/``tokenization.py``: a changed configuration gets a
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -63,10 +67,102 @@ def _mem_args(mem_per_cpu_gb: float | None) -> tuple[int, dict]:
 
 class ZagreusSlurmExecutor(SlurmPipelineExecutor):
     """datatrove's Slurm executor, leaving out directives whose value the profile does not set
-    (``partition: null`` means the cluster's default partition, not an empty ``--partition``)."""
+    (``partition: null`` means the cluster's default partition, not an empty ``--partition``),
+    and keeping the id of the stats-merging job datatrove submits after the array (so that the
+    stage can follow it, or cancel it when the array failed)."""
+
+    merge_stats_job_id: str | None = None
 
     def get_sbatch_args(self, max_array: int = 1) -> dict:
         return {k: v for k, v in super().get_sbatch_args(max_array).items() if v is not None}
+
+    def launch_merge_stats(self):
+        from datatrove.executor import slurm as dt_slurm
+
+        self.merge_stats_job_id = dt_slurm.launch_slurm_job(
+            self.get_launch_file_contents(
+                {**self.get_sbatch_args(), "cpus-per-task": 1, "mem-per-cpu": "1G",
+                 "dependency": f"afterok:{self.job_id}"},
+                f"merge_stats {self.logging_dir.resolve_paths('stats')} "
+                f"-o {self.logging_dir.resolve_paths('stats.json')}"),
+            self.job_id_retriever)
+
+
+def slurm_bins(spec: Spec) -> int | None:
+    """How many Slurm array tasks a datatrove job is packed into: ``slurm.tokenization.workers``
+    (at most that many run at once anyway) when it is a limit, else one task per shard (-1/None)."""
+    workers = spec.profile.slurm.tokenization.workers
+    return int(workers) if workers is not None and workers > 0 else None
+
+
+def run_slurm(executor, job: str, *, progress: bool = True, launch=None,
+              pending_timeout: float | None = 600, poll: float = 2.0) -> str | None:
+    """Submit a datatrove job with datatrove's own ``SlurmPipelineExecutor.run()`` and wait for it.
+
+    The Slurm client is pointed at the cluster :func:`zagreus_utils.slurm.environ` finds (the
+    local one when nothing else is configured); a partition whose nodes are all drained or down is
+    refused before anything is submitted. datatrove submits the array and returns; the array and
+    then datatrove's stats-merging job are followed with :func:`zagreus_utils.slurm.follow` (a
+    progress line with the completed tasks). A failed job raises :class:`zagreus_utils.slurm.JobFailed`
+    (job id, state, the tail of its log, the datatrove task logs' folder); the stats job left
+    waiting on it is cancelled. Tasks completed in an earlier run are skipped (datatrove's
+    ``completions/`` markers), so a rerun after a failure only runs what is left. Returns the
+    array's job id (None when every task was already complete). ``launch``: a
+    :class:`zagreus_utils.manifest.LaunchRecord` to add the jobs to.
+    """
+    import subprocess
+    import time
+
+    from . import slurm
+
+    if not isinstance(executor, SlurmPipelineExecutor):
+        raise ZagreusError(f"run_slurm needs a Slurm executor; got {type(executor).__name__}")
+    os.environ.update(slurm.environ())  # datatrove calls sbatch itself: give it the same cluster
+    slurm.require("sbatch")
+    slurm.check_nodes(executor.partition or None)
+    executor.depends = None  # the stage runs its jobs one after the other (and checks between them)
+    total = executor.tasks
+    left = len(executor.get_incomplete_ranks())
+    if left == 0:
+        if launch is not None:
+            launch.job(job, None, "SKIPPED", note=f"all {total} tasks already completed")
+        return None
+    t0 = time.perf_counter()
+    try:
+        executor.run()
+    except subprocess.CalledProcessError as exc:
+        raise ZagreusError(f"sbatch refused datatrove job {job} (exit {exc.returncode}; sbatch's message is "
+                           f"above); its script: {executor.logging_dir.resolve_paths('launch_script.slurm')}") from None
+    job_id = str(executor.job_id)
+    merge_id = getattr(executor, "merge_stats_job_id", None)
+    if launch is not None:
+        launch.job(job, job_id, "SUBMITTED", tasks=left, stats_job_id=merge_id)
+    completions = Path(executor.logging_dir.resolve_paths("completions"))
+
+    def done() -> str:
+        n = len(list(completions.iterdir())) if completions.is_dir() else 0
+        return f"{n}/{total} datatrove tasks done"
+
+    try:
+        final = slurm.follow(job_id, poll=poll, pending_timeout=pending_timeout, progress=progress,
+                             label=f"datatrove {job}: Slurm job", detail=done,
+                             log_path=Path(executor.slurm_logs_folder) / "%A_%a.out")
+        if merge_id:
+            slurm.follow(merge_id, poll=poll, pending_timeout=pending_timeout, progress=False)
+    except slurm.JobFailed as exc:
+        if merge_id and exc.job_id == job_id:
+            try:
+                slurm.cancel(merge_id)  # it waits on afterok:<array> and would pend forever
+            except ZagreusError:
+                pass
+        if launch is not None:
+            launch.job(job, job_id, exc.state, seconds=round(time.perf_counter() - t0, 1))
+        raise slurm.JobFailed(exc.job, exc.log_path or executor.slurm_logs_folder, (exc.log_tail or "(empty)") + (
+            f"\n(datatrove job {job}: task logs in {executor.logging_dir.resolve_paths('logs')}; a rerun skips "
+            f"the tasks already completed)")) from None
+    if launch is not None:
+        launch.job(job, job_id, final.state, seconds=round(time.perf_counter() - t0, 1))
+    return job_id
 
 
 def make_executor(spec: Spec, launcher: str, pipeline: list, *, job_name: str, logging_dir,

@@ -21,6 +21,13 @@ from . import paths
 from .errors import ZagreusError
 
 MANIFEST = "manifest.json"
+LAUNCH = "launch.json"  # what a stage says actually ran it (see LaunchRecord)
+IN_PROCESS = "local (in-process)"  # a stage that ran in the notebook's own process although another launcher was asked
+
+
+def in_process(launcher: str) -> str:
+    """The launcher to record for a stage that always runs in the notebook's process."""
+    return "local" if launcher == "local" else IN_PROCESS
 _FULL_HASH_LIMIT = 64 * 2**20  # bigger files are fingerprinted by size and mtime
 _PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "datatrove", "lm_eval", "axolotl",
              "papermill", "nbconvert", "pandas", "matplotlib", "pydantic")
@@ -142,3 +149,43 @@ def relative_to_repo(path: Path) -> str:
         return str(Path(path).resolve().relative_to(paths.REPO_ROOT))
     except ValueError:
         return str(path)
+
+
+class LaunchRecord:
+    """``<stage>/launch.json``: which launcher really ran the stage's work, and its Slurm jobs.
+
+    A stage creates one when it starts (replacing an earlier run's) and adds each Slurm job as it
+    submits and follows it; the runner copies it into the manifest, so the manifest and the report
+    say ``slurm`` only where jobs ran, and ``local (in-process)`` where a stage ran in the
+    notebook's own process although ``--launcher slurm`` was asked.
+    """
+
+    def __init__(self, folder: Path, launcher: str, requested: str | None = None, note: str = ""):
+        self.path = Path(folder) / LAUNCH
+        self.data: dict[str, Any] = {"launcher": launcher, "requested": requested or launcher, "note": note,
+                                     "jobs": []}
+        self.write()
+
+    def job(self, name: str, job_id: str | None, state: str = "SUBMITTED", **extra) -> dict:
+        """Add or update the job called ``name``."""
+        entry = next((j for j in self.data["jobs"] if j["name"] == name), None)
+        if entry is None:
+            entry = {"name": name}
+            self.data["jobs"].append(entry)
+        entry.update({"job_id": None if job_id is None else str(job_id), "state": state, **extra})
+        self.write()
+        return entry
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        os.replace(tmp, self.path)
+
+
+def read_launch(folder: Path) -> dict | None:
+    path = Path(folder) / LAUNCH
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -49,26 +49,28 @@ def _resolve(path: str | Path, base: Path) -> Path:
 
 # --- individual checks ----------------------------------------------------------------------
 
-def check_parallelism(spec, config: dict) -> Check:
+def check_parallelism(spec, config: dict, launcher: str = "local") -> Check:
     par = config.get("parallelism", {})
     dp, tp, pp = par.get("dp", 1), par.get("tp", 1), par.get("pp", 1)
     ep = par.get("expert_parallel_size", 1) or 1
     world = dp * tp * pp * (ep if ep > 1 else 1)
     hw = spec.profile.hardware
-    procs_per_node = hw.gpus_per_node or 1  # a CPU profile runs one process per node
-    declared = hw.nodes * procs_per_node
     slurm = spec.profile.slurm.pretraining
     s_nodes = slurm.nodes or hw.nodes
     s_gpus = slurm.gpus_per_node if slurm.gpus_per_node is not None else hw.gpus_per_node
-    requested = s_nodes * (s_gpus or 1)
+    cpu_procs = slurm.procs_per_node or 1
+    # a CPU profile runs one process per node locally, slurm.pretraining.procs_per_node under Slurm
+    procs_per_node = hw.gpus_per_node or (cpu_procs if launcher == "slurm" else 1)
+    declared = hw.nodes * procs_per_node
+    requested = s_nodes * (s_gpus or cpu_procs)
     what = f"dp {dp} x tp {tp} x pp {pp}" + (f" x ep {ep}" if ep > 1 else "") + f" = {world}"
     problems = []
     if declared != world:
         problems.append(f"hardware: {hw.nodes} nodes x {procs_per_node} {'GPUs' if hw.gpus_per_node else 'processes'} "
                         f"per node = {declared} ranks, but {what}")
-    if requested != world:
-        problems.append(f"slurm.pretraining requests {s_nodes} nodes x {s_gpus or 1} per node = {requested} ranks, "
-                        f"but {what}")
+    if requested != world and (hw.gpus_per_node or launcher == "slurm"):  # the request matters where it is used
+        problems.append(f"slurm.pretraining requests {s_nodes} nodes x {s_gpus or cpu_procs} per node = {requested} "
+                        f"ranks, but {what}")
     if problems:
         fix = (f"make nodes x gpus_per_node equal dp x tp x pp in configs/profiles/{spec.profile.name}.yaml "
                f"(e.g. parallelism.dp: {declared // max(tp * pp, 1)} for {declared} GPUs, or hardware/slurm "
@@ -339,9 +341,10 @@ def check_memory(spec, config: dict) -> Check:
 
 # --- all together ---------------------------------------------------------------------------
 
-def run(spec, config: dict, *, base: Path = paths.REPO_ROOT, raise_on_failure: bool = True) -> list[Check]:
+def run(spec, config: dict, *, base: Path = paths.REPO_ROOT, raise_on_failure: bool = True,
+        launcher: str = "local") -> list[Check]:
     """Every check; raises one :class:`ZagreusError` naming each failure and its fix."""
-    checks = [check_parallelism(spec, config), check_config(config)]
+    checks = [check_parallelism(spec, config, launcher), check_config(config)]
     checks += check_data(config, base)
     checks += [check_schedule(config), check_sequence(config), check_resume(config, base),
                check_memory(spec, config)]

@@ -3,8 +3,13 @@
 ``prepare`` renders this run's nanotron config from the spec (and compares the committed
 ``full`` config of the language with the report's, listing the corrections), renders the sbatch
 script, and runs the pre-flight checks (a failure stops here, with the fix named). ``execute``
-then trains with the local trainer (launcher ``local``) or dry-runs the sbatch script (launcher
-``slurm``; submitting for real is a later stage's job). ``metrics``, ``curves`` and ``planner``
+then trains with the local trainer (launcher ``local``) or submits the sbatch script and follows
+the job until it ends (launcher ``slurm``: :func:`run_slurm`; ``dry_run`` only checks the script
+with ``bash -n`` and ``sbatch --test-only``). On a CPU profile the job runs the same local trainer
+under ``srun torchrun --nproc_per_node <slurm.pretraining.procs_per_node>`` (DDP over gloo) and
+writes the same files as the local launcher (``checkpoints/``, ``metrics.jsonl``,
+``pretraining.json``); cancelled or failed, a rerun resumes from the last complete checkpoint.
+``metrics``, ``curves`` and ``planner``
 give the log table, the training curves and the compute plan; ``write_outputs`` writes the
 figures and tables the HTML report embeds (``outputs.json``).
 """
@@ -19,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import manifest, nanotron_config as ncfg, nanotron_logs, paths, planning, preflight, sbatch
+from . import manifest, nanotron_config as ncfg, nanotron_logs, paths, planning, preflight, sbatch, slurm
 from .errors import ZagreusError
 from .spec import load_spec
 
@@ -86,6 +91,16 @@ def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path =
     if launcher not in ("local", "slurm"):
         raise ZagreusError(f"unknown launcher {launcher!r}: use 'local' or 'slurm'")
     spec = load_spec(language, profile, overrides or {})
+    entry = "nanotron" if spec.profile.hardware.gpus_per_node else "local"
+    notes = []
+    par = spec.profile.parallelism
+    if launcher == "slurm" and entry == "local" and par.tp == par.pp == 1 and par.dp != sbatch.world_size(spec):
+        # a CPU profile's Slurm job runs slurm.pretraining.procs_per_node DDP ranks per node: say so in the config
+        ranks = sbatch.world_size(spec)
+        spec = load_spec(language, profile, {**(overrides or {}), "parallelism.dp": ranks})
+        notes.append(f"Slurm launcher on a CPU profile: {ranks} DDP ranks (slurm.pretraining nodes x procs_per_node), "
+                     f"so the config says dp {ranks} and each step sees {ranks} x micro_batch_size x accumulation "
+                     f"sequences (the local launcher runs one process: dp {par.dp}).")
     rd, od = resolve_dirs(profile, language, run_dir, out_dir)
     if require_upstream:
         manifest.require(rd / UPSTREAM, UPSTREAM, profile, language)
@@ -108,14 +123,14 @@ def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path =
     full_cfg = ncfg.render(load_spec(language, "full"))
     corrections = ncfg.corrections_table(full_cfg, report)
 
-    entry = "nanotron" if spec.profile.hardware.gpus_per_node else "local"
     # the local entry runs this kit's own environment (no site modules); nanotron the cluster's
     site = {"venv": sys.prefix, "modules": ()} if entry == "local" and sys.prefix != sys.base_prefix else {}
-    rendered = sbatch.render(spec, config_path, entry=entry, **site)
+    if entry == "local":  # no NCCL on CPU; the job's progress is metrics.jsonl (shown while following)
+        site.update(nccl=(), extra_args=("--no-progress",))
+    rendered = sbatch.render(spec, config_path, entry=entry, output=str(od / "slurm-%j.out"), **site)
     sbatch_path = sbatch.write(rendered, od / SBATCH_FILE)
 
-    checks = preflight.run(spec, config, base=paths.REPO_ROOT, raise_on_failure=False)
-    notes = []
+    checks = preflight.run(spec, config, base=paths.REPO_ROOT, raise_on_failure=False, launcher=launcher)
     if entry == "nanotron":
         notes.append("Pin nanotron (environment.yml) to a main-branch commit whose NanosetDatasetsArgs counts the "
                      "tokenizer as len(AutoTokenizer(...).get_vocab()): earlier commits used tokenizer.vocab_size "
@@ -132,23 +147,38 @@ def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path =
     return prepared
 
 
-def execute(prep: Prepared, *, progress: bool = True, log_samples: bool = False):
-    """Train locally (``local``) or dry-run the sbatch script (``slurm``)."""
+def execute(prep: Prepared, *, progress: bool = True, log_samples: bool = False, dry_run: bool = False,
+            pending_timeout: float | None = 600):
+    """Train locally (``local``), or submit the sbatch script and follow the job (``slurm``;
+    ``dry_run``: check it with ``bash -n`` and ``sbatch --test-only`` only)."""
     preflight.raise_if_failed(prep.checks)
+    launch = manifest.LaunchRecord(prep.out_dir, "none (Slurm dry run)" if prep.launcher == "slurm" and dry_run
+                                   else prep.launcher, prep.launcher)
     if prep.launcher == "slurm":
+        if not dry_run:
+            slurm.require("sbatch")
+            slurm.check_nodes(prep.spec.profile.slurm.partition)  # a drained partition: a clear error, no wait
         dr = sbatch.dry_run(prep.sbatch_path)
         (prep.out_dir / "dry_run.json").write_text(json.dumps(dr.as_dict(), indent=2), encoding="utf-8")
         if not dr.syntax_ok:
             raise ZagreusError(f"the rendered sbatch script {prep.sbatch_path} has a syntax error: {dr.syntax_error}")
         if dr.test_only_ok is False:
             raise ZagreusError(f"sbatch --test-only refused {prep.sbatch_path}: {dr.test_only_output}")
-        return dr
+        if dry_run:
+            return dr
+        return run_slurm(prep, launch, progress=progress, pending_timeout=pending_timeout)
     from . import trainer
 
     result = trainer.train(prep.config, base=paths.REPO_ROOT, resume="auto", on_mismatch="restart",
                            progress=progress, log_samples=log_samples)
+    write_summary(prep, result)
+    return result
+
+
+def write_summary(prep: Prepared, result, **extra) -> Path:
+    """``pretraining.json``: the training result, paths relative to the stage folder."""
     summary = {"profile": prep.profile, "language": prep.language, "launcher": prep.launcher,
-               "config": prep.config_path.name, **result.as_dict()}
+               "config": prep.config_path.name, **result.as_dict(), **extra}
     for key in ("output_dir", "metrics_path", "samples_path"):
         if summary.get(key):
             summary[key] = relative(summary[key], prep.out_dir)
@@ -156,6 +186,79 @@ def execute(prep: Prepared, *, progress: bool = True, log_samples: bool = False)
     path = prep.out_dir / SUMMARY_FILE
     if result.status != "already complete" or not path.is_file():  # keep the record of the run that trained
         path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return path
+
+
+@dataclass
+class SlurmRun:
+    """A finished pretraining job whose trainer is nanotron (its results are in its log)."""
+
+    job_id: str
+    state: str
+    log: str
+    wall_s: float
+    checkpoints: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"job_id": self.job_id, "state": self.state, "log": self.log, "wall_s": self.wall_s}
+
+
+def _step_text(metrics_path: Path, train_steps: int) -> str:
+    line = slurm.tail(metrics_path, 1)
+    try:
+        return f"step {json.loads(line)['step']}/{train_steps}" if line else ""
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def run_slurm(prep: Prepared, launch: manifest.LaunchRecord | None = None, *, progress: bool = True,
+              pending_timeout: float | None = 600, poll: float = 2.0):
+    """Submit ``pretraining.sbatch`` (``sbatch --parsable``) and follow the job until it ends.
+
+    The progress line shows the job's state and the last step in ``metrics.jsonl``. A job that
+    ends other than COMPLETED (``scancel``, a crash, the time limit) raises
+    :class:`zagreus_utils.slurm.JobFailed` with its id, state and the tail of ``slurm-<id>.out``;
+    the checkpoints it wrote stay, and a rerun resumes from the last complete one (the trainer's
+    ``resume="auto"``). Returns the trainer's result (read back from ``checkpoints/run.json``), or
+    a :class:`SlurmRun` for a nanotron job.
+    """
+    import time
+
+    from . import trainer
+
+    t0 = time.perf_counter()
+    if prep.entry == "local":
+        if trainer.clear_other_run(prep.config, base=paths.REPO_ROOT):  # once, before the ranks start
+            prep.notes.append("an earlier run with other settings was removed from the checkpoint folder")
+    job_id = slurm.submit(prep.sbatch_path)
+    log = prep.out_dir / f"slurm-{job_id}.out"
+    (prep.out_dir / "slurm_job.json").write_text(json.dumps({"job_id": job_id, "script": SBATCH_FILE,
+                                                             "log": log.name}, indent=2), encoding="utf-8")
+    if launch is not None:
+        launch.job("pretraining", job_id, "SUBMITTED", log=log.name)
+    steps = prep.spec.profile.training.train_steps
+    try:
+        final = slurm.follow(job_id, poll=poll, pending_timeout=pending_timeout, progress=progress, log_path=log,
+                             label="pretraining: Slurm job",
+                             detail=lambda: _step_text(prep.out_dir / trainer.METRICS, steps))
+    except slurm.JobFailed as exc:
+        if launch is not None:
+            launch.job("pretraining", job_id, exc.state, log=log.name, seconds=round(time.perf_counter() - t0, 1))
+        raise
+    seconds = round(time.perf_counter() - t0, 1)
+    if launch is not None:
+        launch.job("pretraining", job_id, final.state, log=log.name, seconds=seconds)
+    if prep.entry != "local":
+        return SlurmRun(job_id, final.state, log.name, seconds)
+    settings = trainer.Settings.from_nanotron(prep.config, paths.REPO_ROOT)
+    result = trainer.stored_result(settings.checkpoints_path)
+    if result is None:
+        raise ZagreusError(f"Slurm job {job_id} COMPLETED but the trainer recorded no result in "
+                           f"{settings.checkpoints_path}/{trainer.RUN_FILE}; see {log}:\n{slurm.tail(log, 30)}")
+    result.notes = list(result.notes) + [f"trained by Slurm job {job_id} ({seconds:.0f} s from submission to end; "
+                                         f"log {log.name})"]
+    write_summary(prep, result, slurm_job_id=job_id)
     return result
 
 

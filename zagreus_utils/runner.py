@@ -172,8 +172,25 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
     seconds = time.perf_counter() - t0
     record.update(status=status, error=error, finished=manifest.now(), seconds=round(seconds, 2),
                   outputs=manifest.describe_outputs(folder))
+    record.update(_launched(stage, folder, launcher, t0))
     manifest.write(folder, record)
     return StageResult(language, stage.name, status, seconds, error, folder)
+
+
+def _launched(stage: stage_mod.Stage, folder: Path, launcher: str, started: float) -> dict:
+    """What really ran the stage: its ``launch.json`` (written this run), else the launcher it was
+    given; a stage that takes no ``launcher`` parameter runs in the notebook's own process."""
+    info = manifest.read_launch(folder)
+    path = folder / manifest.LAUNCH
+    fresh = info is not None and path.stat().st_mtime >= time.time() - (time.perf_counter() - started) - 1
+    if fresh:
+        out = {"launcher": info.get("launcher") or launcher, "launcher_requested": launcher}
+        if info.get("jobs"):
+            out["slurm_jobs"] = info["jobs"]
+        return out
+    if "launcher" not in stage.parameters:
+        return {"launcher": manifest.in_process(launcher), "launcher_requested": launcher}
+    return {"launcher": launcher, "launcher_requested": launcher}
 
 
 def run(profile: str, languages: list[str], stage_keys: list[str] | None = None, *,

@@ -59,6 +59,28 @@ class Rendered:
         return f"#!{SHELL}\n{self.header.rstrip()}\n\n{self.body.lstrip()}"
 
 
+def procs_per_node(spec) -> int:
+    """torchrun processes per node of the pretraining job: one per GPU; on a CPU profile
+    ``slurm.pretraining.procs_per_node`` (DDP over gloo; default 1)."""
+    req, hw = spec.profile.slurm.pretraining, spec.profile.hardware
+    gpus = req.gpus_per_node if req.gpus_per_node is not None else hw.gpus_per_node
+    if gpus:
+        if req.procs_per_node not in (None, gpus):
+            raise ZagreusError(f"slurm.pretraining.procs_per_node = {req.procs_per_node} but the job has {gpus} GPUs "
+                               "per node: a GPU profile runs one process per GPU; leave procs_per_node unset")
+        return _count("slurm.pretraining.gpus_per_node", gpus)
+    procs = 1 if req.procs_per_node is None else _count("slurm.pretraining.procs_per_node", req.procs_per_node)
+    if procs < 1:
+        raise ZagreusError("slurm.pretraining.procs_per_node must be at least 1")
+    return procs
+
+
+def world_size(spec) -> int:
+    """Ranks of the pretraining job: nodes x processes per node."""
+    req, hw = spec.profile.slurm.pretraining, spec.profile.hardware
+    return _count("slurm.pretraining.nodes", req.nodes if req.nodes is not None else hw.nodes) * procs_per_node(spec)
+
+
 def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: str | Path = paths.REPO_ROOT,
            job_name: str | None = None, output: str = "slurm-%j.out", modules=DEFAULT_MODULES,
            venv: str | None = None, hf_home: str | None = None, nccl=DEFAULT_NCCL,
@@ -68,13 +90,13 @@ def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: s
     if entry not in ("nanotron", "local"):
         raise ZagreusError(f"unknown entry {entry!r}: use 'nanotron' (run_train.py) or 'local' (zagreus_utils.trainer)")
     p = spec.profile
-    req, hw, par = p.slurm.pretraining, p.hardware, p.parallelism
+    req, hw = p.slurm.pretraining, p.hardware
     nodes = _count("slurm.pretraining.nodes", req.nodes if req.nodes is not None else hw.nodes)
     gpus = _count("slurm.pretraining.gpus_per_node", req.gpus_per_node if req.gpus_per_node is not None else hw.gpus_per_node)
     cpus = None if req.cpus_per_task is None else _count("slurm.pretraining.cpus_per_task", req.cpus_per_task)
     if not req.time:
         raise ZagreusError("slurm.pretraining.time is missing; set it in the profile (e.g. 4-00:00:00)")
-    procs = gpus or 1
+    procs = procs_per_node(spec)
     nccl_pairs = list(nccl.items()) if isinstance(nccl, dict) else list(nccl or ())
     for name, _ in nccl_pairs:
         if not _ENV_NAME.match(str(name)):
@@ -91,9 +113,9 @@ def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: s
         workdir=str(workdir), modules=[str(m) for m in modules or ()],
         venv=venv, venv_activate=str(Path(venv) / "bin" / "activate") if venv else "", hf_home=hf_home,
         omp_threads=max((cpus or procs) // procs, 1), nccl=[(n, str(v)) for n, v in nccl_pairs],
-        procs_per_node=procs, world_size=par.world_size, master_port=_count("master_port", master_port),
+        procs_per_node=procs, world_size=nodes * procs, master_port=_count("master_port", master_port),
         entry=entry, nanotron_dir=nanotron_dir, config=str(config_path), extra_args=[str(a) for a in extra_args])
-    return Rendered(header, body, nodes, procs, par.world_size, entry)
+    return Rendered(header, body, nodes, procs, nodes * procs, entry)
 
 
 def write(rendered: Rendered, path: str | Path) -> Path:

@@ -842,15 +842,38 @@ def run_local(plan: Plan | str | Path, out_dir: str | Path | None = None, *, ent
     out = Path(out_dir) if out_dir else (plan.out_dir if isinstance(plan, Plan) else config_path.parent)
     cfg = load_config(config_path)
     model_dir = Path(cfg["output_dir"])
-    if model_dir.is_dir() and Path(out).resolve() in model_dir.resolve().parents:
-        import shutil
-
-        shutil.rmtree(model_dir)  # a previous run's checkpoints would pass for this run's loss history
+    _clear_previous_model(model_dir, out)
     logs = {step: out / "logs" / f"{step}.log" for step in ("preprocess", "train")}
     seconds = {step: run_step(step, config_path, logs[step], entry=entry, timeout_s=timeout_s)
                for step in ("preprocess", "train")}
     template = check_output(model_dir)
     return LocalRun(model_dir, seconds, logs, template)
+
+
+def _clear_previous_model(model_dir: Path, out: str | Path) -> None:
+    if model_dir.is_dir() and Path(out).resolve() in model_dir.resolve().parents:
+        import shutil
+
+        shutil.rmtree(model_dir)  # a previous run's checkpoints would pass for this run's loss history
+
+
+def run(plan: Plan, spec, launcher: str = "local", *, progress: bool = True) -> LocalRun:
+    """The stage's SFT run: :func:`run_local` (``local``) or :func:`run_slurm` (``slurm``: the job is
+    submitted and followed); ``<out>/launch.json`` records which ran it and the Slurm job."""
+    from .manifest import LaunchRecord
+
+    check_launcher(launcher)
+    launch = LaunchRecord(plan.out_dir, launcher)
+    if launcher == "slurm":
+        return run_slurm(plan, spec, progress=progress, launch=launch)
+    return run_local(plan)
+
+
+def describe_run(run: LocalRun) -> str:
+    """Two lines for the notebook: times and logs, then the model folder."""
+    times = ", ".join(f"{k} {v:.1f} s" for k, v in run.seconds.items())
+    return (f"{times}; logs: " + ", ".join(str(p) for p in run.logs.values())
+            + f"\nmodel: {run.model_dir} (chat template: {len(run.chat_template)} characters)")
 
 
 def check_output(model_dir: str | Path) -> str:
@@ -902,7 +925,7 @@ class SlurmScript:
 def render_sbatch(spec, config_path: str | Path, *, workdir: str | Path = paths.REPO_ROOT,
                   job_name: str | None = None, output: str | Path = "slurm-%j.out", venv: str | Path | None = "auto",
                   modules=None, hf_home: str | None = None, nccl=None,
-                  master_port: int = DEFAULT_MASTER_PORT) -> SlurmScript:
+                  master_port: int = DEFAULT_MASTER_PORT, logs_dir: str | Path | None = None) -> SlurmScript:
     """The sbatch script of one SFT run: ``srun torchrun ... -m axolotl.cli.train <config>``.
 
     Nodes and GPUs per node come from ``profile.slurm.sft``; ``--gres=gpu:N`` and torchrun's
@@ -945,7 +968,8 @@ def render_sbatch(spec, config_path: str | Path, *, workdir: str | Path = paths.
         workdir=str(workdir), modules=[str(m) for m in modules], venv=str(venv) if venv else "",
         venv_activate=str(Path(venv) / "bin" / "activate") if venv else "", hf_home=hf_home,
         omp_threads=max((cpus or procs) // procs, 1), nccl=[(str(n), str(v)) for n, v in pairs],
-        master_port=_count("master_port", master_port, 1), config=str(config_path))
+        master_port=_count("master_port", master_port, 1), config=str(config_path),
+        logs_dir=str(logs_dir) if logs_dir else "")
     return SlurmScript(header, body, nodes, gpus, procs, nodes * procs)
 
 
@@ -956,16 +980,20 @@ def write_sbatch(script: SlurmScript, path: str | Path) -> Path:
 
 
 def slurm(plan: Plan, spec, *, dry_run: bool = True, follow: bool = False, timeout_s: float | None = None,
-          **render_kwargs) -> dict:
-    """Render ``<out>/sft.sbatch`` (logs to ``<out>/logs/slurm-<job>.out``) and check its syntax.
+          progress: bool = False, pending_timeout: float | None = 600, launch=None, **render_kwargs) -> dict:
+    """Render ``<out>/sft.sbatch`` (logs to ``<out>/logs/slurm-<job>.out``, and axolotl's
+    ``preprocess.log``/``train.log`` beside it as the local launcher writes them) and check its syntax.
 
     ``dry_run``: return it without submitting (and, where a Slurm controller answers, with
-    ``sbatch --test-only``'s verdict). Else submit it (``sbatch --parsable``) and, with ``follow``,
-    wait until it ends (:func:`zagreus_utils.slurm.follow` raises with the log's tail on failure).
+    ``sbatch --test-only``'s verdict). Else refuse a partition whose nodes are all drained or down,
+    submit it (``sbatch --parsable``) and, with ``follow``, wait until it ends with a progress line
+    (:func:`zagreus_utils.slurm.follow` raises with the job id, state and the log's tail on failure).
+    ``launch``: a :class:`zagreus_utils.manifest.LaunchRecord` to add the job to.
     """
     from . import slurm as slurm_mod
 
     logs = Path(plan.out_dir) / "logs"
+    render_kwargs.setdefault("logs_dir", logs)
     script = render_sbatch(spec, plan.config_path, output=logs / "slurm-%j.out", **render_kwargs)
     path = write_sbatch(script, Path(plan.out_dir) / "sft.sbatch")
     text = slurm_mod.dry_run(path)  # bash -n
@@ -982,12 +1010,45 @@ def slurm(plan: Plan, spec, *, dry_run: bool = True, follow: bool = False, timeo
             result["test_only"] = "no Slurm controller answers here: syntax checked with bash -n only"
         return result
     logs.mkdir(parents=True, exist_ok=True)
+    slurm_mod.require("sbatch")
+    slurm_mod.check_nodes(spec.profile.slurm.partition)  # all drained/down: a clear error, nothing submitted
+    t0 = time.perf_counter()
     job = slurm_mod.submit(path)
     result["job_id"] = job
+    result["log"] = str(logs / f"slurm-{job}.out")
+    if launch is not None:
+        launch.job("sft", job, "SUBMITTED", log=f"logs/slurm-{job}.out")
     if follow:
-        state = slurm_mod.follow(job, log_path=logs / f"slurm-{job}.out", progress=False, timeout=timeout_s)
+        try:
+            state = slurm_mod.follow(job, log_path=logs / f"slurm-{job}.out", progress=progress, timeout=timeout_s,
+                                     pending_timeout=pending_timeout, label="SFT (axolotl): Slurm job")
+        except slurm_mod.JobFailed as exc:
+            if launch is not None:
+                launch.job("sft", job, exc.state, seconds=round(time.perf_counter() - t0, 1))
+            raise
         result["state"] = state.state
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        if launch is not None:
+            launch.job("sft", job, state.state, seconds=result["seconds"])
     return result
+
+
+def run_slurm(plan: Plan, spec, *, progress: bool = True, timeout_s: float | None = None, launch=None,
+              **render_kwargs) -> LocalRun:
+    """The ``slurm`` launcher's SFT: submit ``sft.sbatch`` (axolotl preprocess, then
+    ``srun torchrun -m axolotl.cli.train``), follow it, and check the model it wrote, as
+    :func:`run_local` does. Returns the same :class:`LocalRun` (logs ``preprocess``/``train`` are
+    axolotl's output, written by the job; ``seconds['slurm job']`` from submission to end)."""
+    cfg = load_config(plan.config_path)
+    model_dir = Path(cfg["output_dir"])
+    _clear_previous_model(model_dir, plan.out_dir)
+    res = slurm(plan, spec, dry_run=False, follow=True, timeout_s=timeout_s, progress=progress, launch=launch,
+                **render_kwargs)
+    logs = Path(plan.out_dir) / "logs"
+    template = check_output(model_dir)
+    return LocalRun(model_dir, {"slurm job": res["seconds"]},
+                    {"preprocess": logs / "preprocess.log", "train": logs / "train.log", "slurm": Path(res["log"])},
+                    template)
 
 
 # --- reading results ------------------------------------------------------------------------

@@ -718,11 +718,27 @@ def _progress_bar(enabled: bool, job_id: str):
     return tqdm(total=None, desc=f"Slurm job {job_id}", bar_format="{desc} [{elapsed}]", leave=True)
 
 
+def _failed_log(job: JobState, log_path: str | Path | None) -> str:
+    """The log to quote for a failed job: ``log_path`` (``%A``/``%a`` filled in with the first
+    failed array task, as sbatch names its files), else the StdOut Slurm reports."""
+    failed = next((t for t in job.tasks if not t.ok), None)
+    if log_path:
+        text = str(log_path)
+        if "%" in text:
+            base, task = _split_job_id(failed.job_id if failed else job.job_id)
+            task = (failed.array_task_id if failed else None) or task or ""
+            text = text.replace("%A", base).replace("%a", task).replace("%j", base)
+        return text
+    return job.stdout or (failed.stdout if failed and failed.stdout else "") or \
+        next((t.stdout for t in job.tasks if not t.ok and t.stdout), "")
+
+
 def follow(job_id: str, *, poll: float = 2.0, pending_timeout: float | None = 120, timeout: float | None = None,
            log_path: str | Path | None = None, progress: bool = True,
            state_fn: Callable[[str], JobState] | None = None,
            nodes_fn: Callable[[str | None], Sequence[NodeInfo]] | None = None,
-           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> JobState:
+           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+           detail: Callable[[], str] | None = None, label: str | None = None) -> JobState:
     """Follow a job until it ends; return its final state when COMPLETED.
 
     Shows the state and elapsed time (tqdm; off with ``progress=False``). Nothing is ever cancelled
@@ -733,8 +749,11 @@ def follow(job_id: str, *, poll: float = 2.0, pending_timeout: float | None = 12
       failed), or pends longer than ``pending_timeout`` seconds (None: wait as long as it takes);
     * ZagreusError when it has not ended after ``timeout`` seconds (None: no limit);
     * :class:`JobFailed` when it ends FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, ...,
-      with the last 30 lines of ``log_path`` (default: the job's StdOut as scontrol reports it).
+      with the last 30 lines of ``log_path`` (default: the job's StdOut as scontrol reports it;
+      ``%A``/``%a`` in it are filled in with the first failed array task, as sbatch names logs).
 
+    ``detail`` returns a short text shown after the state while the job runs (e.g. the training
+    step read from its metrics file); ``label`` replaces "Slurm job" in the display.
     ``state_fn``/``nodes_fn``/``sleep``/``clock`` replace :func:`state`, the sinfo node query, the
     wait and the clock (for tests).
     """
@@ -769,14 +788,20 @@ def follow(job_id: str, *, poll: float = 2.0, pending_timeout: float | None = 12
             unreachable_since = None
             now = clock()
             if bar is not None:
-                text = f"Slurm job {job_id}: {job.describe().split(' ', 2)[-1]}"
+                text = f"{label or 'Slurm job'} {job_id}: {job.describe().split(' ', 2)[-1]}"
+                if detail is not None and job.state in ACTIVE_STATES:
+                    try:
+                        extra = detail()
+                    except Exception:  # a progress hint must never stop the follow
+                        extra = ""
+                    text += f" | {extra}" if extra else ""
                 if text != last or now - last_refresh >= PROGRESS_REFRESH:
                     bar.set_description_str(text, refresh=True)
                     last, last_refresh = text, now
             if job.terminal:
                 if job.ok:
                     return job
-                path = log_path or job.stdout or next((t.stdout for t in job.tasks if not t.ok and t.stdout), "")
+                path = _failed_log(job, log_path)
                 raise JobFailed(job, path or None, tail(path, 30) if path else "")
             if job.pending:
                 pending_since = now if pending_since is None else pending_since

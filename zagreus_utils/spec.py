@@ -169,6 +169,9 @@ class Hardware(_Strict):
 class SlurmStage(_Strict):
     nodes: int | None = None
     gpus_per_node: int | None = None
+    # CPU profiles only (gpus_per_node 0): torchrun processes per node under the slurm launcher
+    # (DDP over gloo); a GPU profile runs one process per GPU and leaves this unset.
+    procs_per_node: int | None = None
     cpus_per_task: int | None = None
     tasks: int | None = None
     workers: int | None = None

@@ -238,7 +238,7 @@ def stage_jobs(spec: Spec, launcher: str, clean: dict[str, Path], out: Path, tok
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.tokens import DocumentTokenizerMerger
 
-    from .executors import PerSourceTask, make_executor, pack_tasks
+    from .executors import PerSourceTask, make_executor, pack_tasks, slurm_bins
 
     local = launcher == "local"
     seed = spec.profile.training.seed
@@ -260,7 +260,8 @@ def stage_jobs(spec: Spec, launcher: str, clean: dict[str, Path], out: Path, tok
     merges = merge_sizes = [(sum(f.stat().st_size for f in Path(clean[sid]).glob("*.parquet")), (sid, 0, 1))
                             for sid in clean]
     workers = max(1, min(spec.profile.data.workers, os.cpu_count() or 1)) if local else None
-    plan, merges = pack_tasks(plan, workers), pack_tasks(merges, workers)  # locally: a task per worker
+    bins = workers if local else slurm_bins(spec)
+    plan, merges = pack_tasks(plan, bins), pack_tasks(merges, bins)  # a task per worker (local, or Slurm's limit)
     if local and Path(tokenizer_file).is_file():
         framed_tokenizer(tokenizer_file)  # load it here once: the forked workers inherit it
     tokenize = make_executor(spec, launcher, [PerSourceTask(plan, tok_pipes)],
@@ -495,12 +496,14 @@ def prepare_tokenizer(spec: Spec, out: Path, sources: dict[str, dict] | None, re
 
 
 def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
-        data_dir: str | os.PathLike | None = None) -> StageResult:
+        data_dir: str | os.PathLike | None = None, *, dry_run: bool = False, progress: bool = True) -> StageResult:
     """Stage 02 for ``spec``: tokenizer, token folders (``tokenized/<id>``), checks, tables, figures.
 
-    ``data_dir``: stage 01's folder (default: ``<out_dir>/../01_data``).
+    ``data_dir``: stage 01's folder (default: ``<out_dir>/../01_data``). ``launcher`` ``slurm``
+    submits the tokenize and merge jobs with datatrove's ``SlurmPipelineExecutor`` and waits for
+    each (:func:`executors.run_slurm`); ``dry_run`` only writes their sbatch scripts.
     """
-    from .executors import check_launcher, slurm_dry_run
+    from .executors import check_launcher, run_slurm, slurm_dry_run
 
     check_launcher(launcher)
     t0 = time.perf_counter()
@@ -511,7 +514,8 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
         pretrained_tokenizer_file(spec)  # refuse an uncached tokenizer before anything else
     result = StageResult(out, launcher)
     out.mkdir(parents=True, exist_ok=True)
-    dry = launcher == "slurm"
+    dry = launcher == "slurm" and dry_run
+    launch = manifest.LaunchRecord(out, "none (Slurm dry run)" if dry else launcher, launcher)
     try:
         sources = _clean_sources(spec, data_dir)
     except ZagreusError:
@@ -551,7 +555,14 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
 
     t1 = time.perf_counter()
     for job, ex in stage_jobs(spec, launcher, clean, out, tok_path, name):
-        run_executor(ex, job)
+        t2 = time.perf_counter()
+        if launcher == "slurm":
+            job_id = run_slurm(ex, job, progress=progress, launch=launch)
+            result.notes.append(f"datatrove job {job}: " + (f"Slurm job {job_id} COMPLETED" if job_id else
+                                                            "every task already completed (skipped)"))
+        else:
+            run_executor(ex, job)
+        result.seconds[job] = round(time.perf_counter() - t2, 2)
     result.seconds["datatrove"] = round(time.perf_counter() - t1, 2)
 
     # what Nanoset will assert, then a read-back through datatrove's dataset reader
@@ -657,12 +668,12 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
 
 
 def run_stage(profile: str = "smoke", language: str = "ita", run_dir: str = "", out_dir: str = "",
-              launcher: str = "local", overrides: dict | None = None) -> StageResult:
+              launcher: str = "local", overrides: dict | None = None, dry_run: bool = False) -> StageResult:
     """The notebook's entry point: requires stage 01, then runs stage 02."""
     require_data(profile, language, run_dir)
     spec = load_spec(language, profile, parse_overrides(overrides))
     rd, od = resolve_dirs(profile, language, run_dir, out_dir, STAGE)
-    return run(spec, od, launcher, data_dir=rd / UPSTREAM)
+    return run(spec, od, launcher, data_dir=rd / UPSTREAM, dry_run=dry_run)
 
 
 # --- display ---------------------------------------------------------------------------------

@@ -423,6 +423,18 @@ def _trainer_class():
 
         sample_sink: list | None = None
 
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # DDP on CPU (torchrun, gloo): transformers maps the optimizer state to args.device, here
+            # "cpu:<rank>", a location torch.load cannot restore; the state belongs on "cpu".
+            if checkpoint is None or self.args.world_size <= 1 or self.args.device.type != "cpu":
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            import torch
+
+            opt, sched = Path(checkpoint) / "optimizer.pt", Path(checkpoint) / "scheduler.pt"
+            if opt.is_file() and sched.is_file():
+                self.optimizer.load_state_dict(torch.load(opt, map_location="cpu", weights_only=True))
+                self.lr_scheduler.load_state_dict(torch.load(sched, weights_only=True))
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             idx = inputs.pop("sample_index", None)
             if idx is not None and self.sample_sink is not None:
@@ -513,26 +525,30 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     metrics = Path(metrics_path) if metrics_path else out.parent / METRICS
     samples = out.parent / SAMPLES if log_samples else None
     notes: list[str] = []
+    # Under torchrun every rank runs this; only rank 0 changes the folder (the others read it).
+    main = int(os.environ.get("RANK", "0")) == 0
 
     # what is already there
     run_file = out / RUN_FILE
-    previous = json.loads(run_file.read_text()) if run_file.is_file() else None
+    previous = _read_run_file(run_file)
     existing = checkpoints(out, complete_only=False)
-    if previous and previous.get("digest") != s.digest() or (existing and not previous):
+    if _other_run(previous, existing, s):
         if on_mismatch != "restart":
             raise ZagreusError(f"{out} holds checkpoints of a run with different settings; delete the folder, "
                                "choose another output folder, or pass on_mismatch='restart'")
-        for p in existing:
-            shutil.rmtree(p)
-        for p in (metrics, samples, run_file):
-            if p is not None and p.is_file():
-                p.unlink()
+        if main:
+            for p in existing:
+                shutil.rmtree(p, ignore_errors=True)
+            for p in (metrics, samples, run_file):
+                if p is not None and p.is_file():
+                    p.unlink()
         notes.append("an earlier run with other settings was removed from the output folder")
         existing = []
     run_record = {"digest": s.digest(), "settings": asdict(s)}
     if previous and previous.get("digest") == s.digest() and previous.get("result"):
         run_record["result"] = previous["result"]
-    run_file.write_text(json.dumps(run_record, indent=2))
+    if main:
+        _write_atomic(run_file, run_record)
 
     resume_from: Path | None = None
     explicit = resume if isinstance(resume, (str, Path)) and resume != "auto" else s.resume_checkpoint_path
@@ -546,7 +562,7 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
         resume_from = done[-1] if done else None
     elif existing:
         raise ZagreusError(f"{out} already holds checkpoints; pass resume='auto' to continue or choose another folder")
-    if resume_from is not None:
+    if resume_from is not None and main:
         for p in checkpoints(out, complete_only=False):  # half-written or later ones (a kill mid-save)
             if step_of(p) > step_of(resume_from) or not (p / _COMPLETE_MARKER).is_file():
                 shutil.rmtree(p)
@@ -595,6 +611,7 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
         dataloader_num_workers=0, dataloader_pin_memory=cuda, dataloader_drop_last=True,
         remove_unused_columns=False, use_cpu=not cuda, bf16=bf16, disable_tqdm=not progress,
         ignore_data_skip=False, log_level="warning",
+        ddp_backend=("gloo" if not cuda else None) if world > 1 else None,  # DDP on CPU: gloo
     )
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
@@ -630,8 +647,59 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
         "cuda" if cuda else "cpu", "bf16 autocast" if bf16 else "fp32",
         sum(p.numel() for p in model.parameters()), dataset.samples_per_source(), dataset.epochs, notes)
     run_record["result"] = result.as_dict()
-    run_file.write_text(json.dumps(run_record, indent=2))
+    if main:
+        _write_atomic(run_file, run_record)
     return result
+
+
+def _read_run_file(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _other_run(previous: dict | None, existing: list[Path], s: Settings) -> bool:
+    """The output folder holds a run with other settings (or checkpoints without a record)."""
+    return bool(previous and previous.get("digest") != s.digest() or (existing and not previous))
+
+
+def clear_other_run(config: dict | str | Path, *, base: str | Path | None = None) -> bool:
+    """Remove the checkpoints and logs of a run with other settings from the config's output
+    folder: what ``train(on_mismatch="restart")`` does, done once by the launching process before
+    a multi-process (torchrun/Slurm) run, so that the ranks never race over it. True if it removed."""
+    if isinstance(config, (str, Path)):
+        from .nanotron_config import load
+
+        config = load(Path(config))
+    s = Settings.from_nanotron(config, base)
+    out = Path(s.checkpoints_path)
+    run_file = out / RUN_FILE
+    existing = checkpoints(out, complete_only=False)
+    if not _other_run(_read_run_file(run_file), existing, s):
+        return False
+    for p in existing:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in (out.parent / METRICS, out.parent / SAMPLES, run_file):
+        if p.is_file():
+            p.unlink()
+    return True
+
+
+def _write_atomic(path: Path, record: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def stored_result(output_dir: str | Path) -> "TrainResult | None":
+    """The result the last finished run recorded in ``<output_dir>/run.json`` (None before any)."""
+    path = Path(output_dir) / RUN_FILE
+    try:
+        data = json.loads(path.read_text()).get("result")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return TrainResult(**data) if data else None
 
 
 # --- command line ---------------------------------------------------------------------------
