@@ -64,7 +64,7 @@ def stage_pipeline(spec, data_dir: Path, tokenizer_file: Path, out: Path) -> tup
     """Stage 02's datatrove jobs exactly as the stage builds and runs them, into a fresh folder:
     (seconds for tokenize + merge, tokens, seconds of the tokenize job alone)."""
     from zagreus_utils import tokenization as tk
-    from zagreus_utils.data import run_executor
+    from zagreus_utils.executors import run_executor
 
     if out.exists():
         shutil.rmtree(out)

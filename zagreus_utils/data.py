@@ -29,9 +29,7 @@ changes, the old logs and outputs are removed first (:func:`fresh_if_changed`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import math
 import os
@@ -312,35 +310,6 @@ class StageResult:
 
 # --- running pipelines -----------------------------------------------------------------------
 
-def run_executor(executor, job: str) -> None:
-    """Run a local executor, keeping datatrove's console chatter out of the notebook (the per-task
-    logs stay in ``<logging_dir>/logs/``); a failing task is reported with its log folder."""
-    from loguru import logger
-
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(buffer):
-            logger.remove()
-            logger.add(buffer, level="INFO")
-            executor.run()
-    except Exception as exc:
-        tail = "\n".join(buffer.getvalue().splitlines()[-15:])
-        raise RuntimeError(f"datatrove job {job} failed ({type(exc).__name__}: {exc}); task logs in "
-                           f"{executor.logging_dir.resolve_paths('logs')}\n{tail}") from exc
-    finally:
-        _restore_console_logging()
-
-
-def _restore_console_logging() -> None:
-    """datatrove's task logger replaces loguru's handlers; put a quiet console handler back."""
-    import sys
-
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
-
-
 def fresh_if_changed(out: Path, key: dict, folders: list[Path], marker: Path) -> bool:
     """datatrove skips tasks it finished before (``logs/*/completions``): right for a rerun after a
     failure, wrong after the configuration changed. When ``key`` differs from the one recorded in
@@ -595,7 +564,7 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     job with datatrove's ``SlurmPipelineExecutor`` and waits for it (:func:`executors.run_slurm`);
     with ``dry_run`` it only writes the sbatch scripts datatrove would submit.
     """
-    from .executors import check_launcher, run_slurm, slurm_dry_run
+    from .executors import check_launcher, run_job, slurm_dry_run
 
     check_launcher(launcher)
     layout = Layout(Path(out_dir).resolve())
@@ -634,12 +603,8 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     else:
         for k, (name, ex) in enumerate(planned.jobs):
             t1 = time.perf_counter()
-            if launcher == "slurm":
-                job_id = run_slurm(ex, name, progress=progress, launch=launch)
-                result.notes.append(f"datatrove job {name}: " + (f"Slurm job {job_id} COMPLETED" if job_id else
-                                                                 "every task already completed (skipped)"))
-            else:
-                run_executor(ex, name)
+            if note := run_job(ex, name, launcher, progress=progress, launch=launch):
+                result.notes.append(note)
             result.seconds[name] = round(time.perf_counter() - t1, 2)
             if k == 0 and len(planned.jobs) > 1:
                 for inp in inputs:

@@ -95,6 +95,47 @@ def slurm_bins(spec: Spec) -> int | None:
     return int(workers) if workers is not None and workers > 0 else None
 
 
+def run_executor(executor, job: str) -> None:
+    """Run a local executor, keeping datatrove's console chatter out of the notebook (the per-task
+    logs stay in ``<logging_dir>/logs/``); a failing task is reported with its log folder."""
+    import contextlib
+    import io
+
+    from loguru import logger
+
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            logger.remove()
+            logger.add(buffer, level="INFO")
+            executor.run()
+    except Exception as exc:
+        tail = "\n".join(buffer.getvalue().splitlines()[-15:])
+        raise RuntimeError(f"datatrove job {job} failed ({type(exc).__name__}: {exc}); task logs in "
+                           f"{executor.logging_dir.resolve_paths('logs')}\n{tail}") from exc
+    finally:
+        _restore_console_logging()
+
+
+def _restore_console_logging() -> None:
+    """datatrove's task logger replaces loguru's handlers; put a quiet console handler back."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+def run_job(executor, job: str, launcher: str, *, progress: bool = True, launch=None) -> str | None:
+    """Run one datatrove job of a stage with its launcher: :func:`run_executor` locally, else
+    :func:`run_slurm`; returns the note a Slurm job leaves in the stage's notes (None locally)."""
+    if launcher != "slurm":
+        run_executor(executor, job)
+        return None
+    job_id = run_slurm(executor, job, progress=progress, launch=launch)
+    return f"datatrove job {job}: " + (f"Slurm job {job_id} COMPLETED" if job_id else
+                                       "every task already completed (skipped)")
+
+
 def run_slurm(executor, job: str, *, progress: bool = True, launch=None,
               pending_timeout: float | None = 600, poll: float = 2.0) -> str | None:
     """Submit a datatrove job with datatrove's own ``SlurmPipelineExecutor.run()`` and wait for it.

@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import manifest, paths
 from .data import (PALETTE, StageResult, code_digest, fmt_int, fmt_tokens, fresh_if_changed, parse_overrides,
-                   resolve_dirs, run_executor, styled)
+                   resolve_dirs, styled)
 from .errors import ZagreusError
 from .outputs import StageOutputs
 from .spec import Spec, load_spec
@@ -503,7 +503,7 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     submits the tokenize and merge jobs with datatrove's ``SlurmPipelineExecutor`` and waits for
     each (:func:`executors.run_slurm`); ``dry_run`` only writes their sbatch scripts.
     """
-    from .executors import check_launcher, run_slurm, slurm_dry_run
+    from .executors import check_launcher, run_job, slurm_dry_run
 
     check_launcher(launcher)
     t0 = time.perf_counter()
@@ -556,12 +556,8 @@ def run(spec: Spec, out_dir: str | os.PathLike, launcher: str = "local",
     t1 = time.perf_counter()
     for job, ex in stage_jobs(spec, launcher, clean, out, tok_path, name):
         t2 = time.perf_counter()
-        if launcher == "slurm":
-            job_id = run_slurm(ex, job, progress=progress, launch=launch)
-            result.notes.append(f"datatrove job {job}: " + (f"Slurm job {job_id} COMPLETED" if job_id else
-                                                            "every task already completed (skipped)"))
-        else:
-            run_executor(ex, job)
+        if note := run_job(ex, job, launcher, progress=progress, launch=launch):
+            result.notes.append(note)
         result.seconds[job] = round(time.perf_counter() - t2, 2)
     result.seconds["datatrove"] = round(time.perf_counter() - t1, 2)
 
