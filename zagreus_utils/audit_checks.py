@@ -17,6 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from zagreus_utils.markdown import CodeBlock, Document, Table
+from zagreus_utils.planning import Architecture, parameter_counts
 from zagreus_utils.nanotron_schema import (
     NANOTRON_MARKERS,
     NANOTRON_SCHEMA,
@@ -263,48 +264,15 @@ def nanotron_config_for(doc: Document, line: int, heads: list[str]) -> YamlBlock
 # ----------------------------------------------------------------------------- architecture
 
 
-@dataclass
-class Arch:
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    intermediate: int
-    vocab: int
-    tied: bool
-    bias: bool = False
-
-    @classmethod
-    def from_config(cls, data: dict) -> "Arch | None":
-        mc = get(data, "model.model_config")
-        if not isinstance(mc, dict):
-            return None
-        try:
-            heads = int(mc["num_attention_heads"])
-            return cls(int(mc["hidden_size"]), int(mc["num_hidden_layers"]), heads,
-                       int(mc.get("num_key_value_heads") or heads), int(mc["intermediate_size"]),
-                       int(mc["vocab_size"]), bool(mc.get("tie_word_embeddings", False)),
-                       bool(mc.get("attention_bias", False)))
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden * (1 if self.tied else 2)
-
-    def params(self) -> int:
-        """Llama with GQA, SwiGLU MLP and RMSNorm, counted from the weight shapes."""
-        h, d = self.hidden, self.hidden // self.heads
-        q, kv = self.heads * d, self.kv_heads * d
-        attn = h * q + 2 * h * kv + q * h + ((q + 2 * kv + h) if self.bias else 0)
-        mlp = 3 * h * self.intermediate
-        layer = attn + mlp + 2 * h
-        return self.embedding_params() + self.layers * layer + h
-
-
-def document_arch(doc: Document) -> tuple[Arch | None, YamlBlock | None]:
+def document_arch(doc: Document) -> tuple[Architecture | None, YamlBlock | None]:
+    """The architecture of the document's first nanotron config that has one."""
     for y in yaml_blocks(doc):
-        if y.tool == "nanotron" and (arch := Arch.from_config(y.data)):
-            return arch, y
+        if y.tool != "nanotron":
+            continue
+        try:
+            return Architecture.from_nanotron(y.data), y
+        except (KeyError, TypeError, ValueError):
+            continue
     return None, None
 
 
@@ -802,11 +770,11 @@ def _steps_in(table: Table) -> set[int]:
 
 
 def _own_model_problems(model: str, subject: str, section: str, table: Table | None,
-                        arch: Arch | None) -> list[str]:
+                        arch: Architecture | None) -> list[str]:
     """How a zagreus/nesso model id disagrees with the section's model: size, language, step."""
     problems = []
     size, want = _name_size(model), _name_size(subject)
-    wanted = size_value(*want) if want else (arch.params() if arch else None)
+    wanted = size_value(*want) if want else (parameter_counts(arch)["total"] if arch else None)
     if size and wanted and abs(size_value(*size) - wanted) > size_tolerance(*(want or size)):
         problems.append(f"a {size[0]}{size[1]} model, while the section {section} is about a"
                         f" {want[0] + want[1] if want else fmt_params(wanted)} model")
@@ -1007,7 +975,8 @@ def check_param_count(doc: Document) -> list[Finding]:
     arch, config = document_arch(doc)
     if arch is None:
         return []
-    total, non_embedding = arch.params(), arch.params() - arch.embedding_params()
+    counts = parameter_counts(arch)
+    total, non_embedding = counts["total"], counts["non_embedding"]
     mentions: dict[str, list[tuple[int, str, str, str, str]]] = {}
     for i, line in enumerate(doc.lines, 1):
         for m in _PROSE_SIZE.finditer(line):

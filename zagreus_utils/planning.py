@@ -31,6 +31,7 @@ class Architecture:
     num_heads: int
     num_kv_heads: int
     tie_word_embeddings: bool = True
+    attention_bias: bool = False  # biases on q, k, v and o (nanotron's ``attention_bias``)
 
     @property
     def head_dim(self) -> int:
@@ -50,11 +51,13 @@ class Architecture:
 
     @classmethod
     def from_nanotron(cls, config: Mapping[str, Any]) -> "Architecture":
-        """From a nanotron config mapping (``model.model_config``)."""
+        """From a nanotron config mapping (``model.model_config``); KeyError, TypeError or ValueError
+        when a shape is missing or not a number."""
         mc = config["model"]["model_config"]
-        return cls(mc["vocab_size"], mc["hidden_size"], mc["intermediate_size"], mc["num_hidden_layers"],
-                   mc["num_attention_heads"], mc.get("num_key_value_heads") or mc["num_attention_heads"],
-                   bool(mc.get("tie_word_embeddings", False)))
+        heads = int(mc["num_attention_heads"])
+        return cls(int(mc["vocab_size"]), int(mc["hidden_size"]), int(mc["intermediate_size"]),
+                   int(mc["num_hidden_layers"]), heads, int(mc.get("num_key_value_heads") or heads),
+                   bool(mc.get("tie_word_embeddings", False)), bool(mc.get("attention_bias", False)))
 
     @classmethod
     def from_hf_config(cls, config) -> "Architecture":
@@ -76,7 +79,8 @@ def parameter_counts(arch: Architecture) -> dict[str, float]:
     q = h * arch.num_heads * arch.head_dim
     kv = 2 * h * arch.kv_dim
     o = arch.num_heads * arch.head_dim * h
-    attention = L * (q + kv + o)
+    bias = (arch.num_heads * arch.head_dim + 2 * arch.kv_dim + h) if arch.attention_bias else 0
+    attention = L * (q + kv + o + bias)
     mlp = L * 3 * h * i  # gate, up, down
     norms = L * 2 * h + h  # two RMSNorms per layer + the final one
     embedding = arch.vocab_size * h
