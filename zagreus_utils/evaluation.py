@@ -61,6 +61,7 @@ import pandas as pd
 
 from . import paths
 from .errors import ZagreusError
+from .outputs import StageOutputs
 
 TASK_CONFIGS = paths.CONFIGS / "lm_eval"
 HELDOUT_STYLES = ("mmlu", "arc", "hellaswag")
@@ -1200,36 +1201,21 @@ def build_outputs(out_dir, spec, results: pd.DataFrame, metrics: pd.DataFrame, c
     """Tables and figures of this run next to the published ones, indexed in ``outputs.json``."""
     from . import plots, published, tables
 
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
+    out = StageOutputs(out_dir)
     df = published.load() if published_df is None else published_df
     lang = spec.language.code
-    index: dict[str, list] = {"figures": [], "tables": [], "notes": []}
-
-    def rel(p: Path) -> str:
-        return Path(p).relative_to(out).as_posix()
 
     for table_id in [t for t in published.TABLES if t in set(results["table_id"])]:
-        styler = tables.styled_table(df, table_id, results)
         wide = tables.with_run_results(df, results, table_id)
-        html_path, csv_path = out / "tables" / f"{table_id}.html", out / "tables" / f"{table_id}.csv"
-        html_path.write_text(tables.render_html(styler), encoding="utf-8")
-        tables.to_csv(wide, csv_path, integer_columns=tables.style_options(df, table_id)["integer_columns"])
-        info = tables.provenance(df, table_id)
-        index["tables"].append({"id": table_id, "title": f"{info['title']}: published and this run",
-                                "html": rel(html_path), "csv": rel(csv_path)})
+        integers = tables.style_options(df, table_id)["integer_columns"]
+        out.table(table_id, wide, f"{tables.provenance(df, table_id)['title']}: published and this run",
+                  tables.styled_table(df, table_id, results),
+                  csv=lambda path, wide=wide, integers=integers: tables.to_csv(wide, path, integer_columns=integers))
     full = metrics_table(metrics)
-    html_path, csv_path = out / "tables" / "metrics.html", out / "tables" / "metrics.csv"
-    full.to_csv(csv_path, index=False, float_format="%.6g")
-    html_path.write_text(full.style.hide(axis="index").format(precision=4, na_rep="—").to_html(), encoding="utf-8")
-    index["tables"].append({"id": "eval-metrics", "title": "Every number of this run, with its provenance",
-                            "html": rel(html_path), "csv": rel(csv_path)})
-
-    def add(fig_id, fig, title, caption):
-        saved = plots.save(fig, out / "figures", fig_id)
-        index["figures"].append({"id": fig_id, "title": title, "caption": caption,
-                                 "png": rel(saved["png"]), "svg": rel(saved["svg"])})
+    out.table("eval-metrics", full, "Every number of this run, with its provenance",
+              full.style.hide(axis="index").format(precision=4, na_rep="—"),
+              csv=lambda path: full.to_csv(path, index=False, float_format="%.6g"))
+    add = out.figure
 
     progression = results[(results["table_id"] == f"{lang}_progression") & results["checkpoint_step"].notna()]
     if not progression.empty and f"{lang}_progression" in set(df["table_id"]):
@@ -1243,9 +1229,10 @@ def build_outputs(out_dir, spec, results: pd.DataFrame, metrics: pd.DataFrame, c
             "Headline metric per task (the report's: acc for MMLU, acc_norm for ARC and HellaSwag) with lm-eval's "
             "stderr as error bars, English dashed; dotted: chance. Right (smoke): bits per byte on held-out "
             "documents, stderr from lm-eval's per-document samples.")
-    index["notes"] = list(check.get("summary", [])) + list(notes)
-    (out / "outputs.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return index
+    for note in list(check.get("summary", [])) + list(notes):
+        out.note(note)
+    out.write()
+    return out.index
 
 
 # ---------------------------------------------------------------------------------------------

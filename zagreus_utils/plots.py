@@ -23,6 +23,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from .errors import ZagreusError
+from .outputs import StageOutputs
 
 # Chance accuracy of the multiple-choice benchmarks the report evaluates (4 answer options each;
 # lm-eval's acc / acc_norm). Keys are benchmark families; task names are mapped to them by
@@ -532,18 +533,6 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
 # Writing
 
 
-def save(fig: Figure, out_dir, name: str) -> dict:
-    """Write ``<name>.png`` (dpi 120) and ``<name>.svg`` into ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    png, svg = out / f"{name}.png", out / f"{name}.svg"
-    # fixed salt and no date: the same figure gives the same bytes, so manifests compare equal
-    with matplotlib.rc_context({"svg.hashsalt": name, "svg.fonttype": "path"}):
-        fig.savefig(png, dpi=120, facecolor="white")
-        fig.savefig(svg, facecolor="white", metadata={"Date": None})
-    return {"png": png, "svg": svg}
-
-
 def run_frame(run_results) -> pd.DataFrame | None:
     """This run's results as one tidy frame: from a frame, a mapping language -> frame, or a list."""
     if run_results is None:
@@ -601,28 +590,18 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
     languages = parse_languages(languages)
     df = published.load() if published_df is None else published_df
     run = run_frame(run_results)
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    index: dict = {"figures": [], "tables": []}
-
-    def rel(p: Path) -> str:
-        return Path(p).relative_to(out).as_posix()
+    out = StageOutputs(out_dir)
 
     for table_id in _table_ids(languages):
         info = tables.provenance(df, table_id)
         wide = tables.with_run_results(df, run, table_id)
-        styler = tables.styled_table(df, table_id, run)
-        html_path, csv_path = out / "tables" / f"{table_id}.html", out / "tables" / f"{table_id}.csv"
-        html_path.write_text(tables.render_html(styler), encoding="utf-8")
-        tables.to_csv(wide, csv_path, integer_columns=tables.style_options(df, table_id)["integer_columns"])
-        index["tables"].append({"id": table_id, "title": info["title"], "html": rel(html_path),
-                                "csv": rel(csv_path), "section": info["section"], "line": info["line"]})
+        integers = tables.style_options(df, table_id)["integer_columns"]
+        out.table(table_id, wide, info["title"], tables.styled_table(df, table_id, run),
+                  csv=lambda path, wide=wide, integers=integers: tables.to_csv(wide, path, integer_columns=integers),
+                  section=info["section"], line=info["line"])
 
     def add(fig_id: str, fig: Figure, title: str, caption: str, table_ids: list[str]):
-        paths = save(fig, out / "figures", fig_id)
-        index["figures"].append({"id": fig_id, "title": title, "caption": caption,
-                                 "png": rel(paths["png"]), "svg": rel(paths["svg"]), "tables": table_ids})
+        out.figure(fig_id, fig, title, caption, tables=table_ids)
 
     for lang in languages:
         table_id = f"{lang}_progression"
@@ -646,13 +625,5 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
             f"English and Italian benchmarks per model, from {a['caption']}; Open-Nesso from {b['caption']}.",
             ["nesso_comparison", "open_nesso"])
 
-    # Files of an earlier build that this one did not write (e.g. other languages) would linger
-    # beside the index; remove them so the folder holds exactly what outputs.json lists.
-    written = {out / e[k] for e in index["figures"] for k in ("png", "svg")}
-    written |= {out / e[k] for e in index["tables"] for k in ("html", "csv")}
-    for sub, suffixes in (("figures", {".png", ".svg"}), ("tables", {".html", ".csv"})):
-        for path in (out / sub).iterdir():
-            if path.is_file() and path.suffix in suffixes and path not in written:
-                path.unlink()
-    (out / "outputs.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return index
+    out.write(prune=True)  # files of an earlier build (other languages) do not linger
+    return out.index
