@@ -1231,7 +1231,7 @@ def build_outputs(out_dir, spec, results: pd.DataFrame, metrics: pd.DataFrame, c
             "documents, stderr from lm-eval's per-document samples.")
     for note in list(check.get("summary", [])) + list(notes):
         out.note(note)
-    out.write()
+    out.write(prune=True)
     return out.index
 
 
