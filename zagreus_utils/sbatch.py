@@ -16,12 +16,8 @@ installed). ``dry_run`` checks the script's syntax (``bash -n``) and, where Slur
 
 from __future__ import annotations
 
-import re
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import jinja2
 
 from . import paths, slurm
 from .errors import ZagreusError
@@ -34,8 +30,6 @@ DEFAULT_MODULES = ("profile/global", "python/3.11", "cuda/12.2", "cudnn", "nccl"
 DEFAULT_NCCL = (("NCCL_IB_DISABLE", "0"), ("NCCL_SOCKET_IFNAME", "ib0,eno,eth"))
 DEFAULT_MASTER_PORT = 29400
 DEFAULT_NANOTRON_DIR = "third_party/nanotron"  # a clone of nanotron at the commit environment.yml pins
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _count(key: str, value) -> int:
@@ -97,22 +91,17 @@ def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: s
     if not req.time:
         raise ZagreusError("slurm.pretraining.time is missing; set it in the profile (e.g. 4-00:00:00)")
     procs = procs_per_node(spec)
-    nccl_pairs = list(nccl.items()) if isinstance(nccl, dict) else list(nccl or ())
-    for name, _ in nccl_pairs:
-        if not _ENV_NAME.match(str(name)):
-            raise ZagreusError(f"NCCL variable name {name!r} is not a valid environment variable name")
+    nccl_pairs = slurm.env_pairs(nccl)
     header = slurm.sbatch_header(
         job_name=job_name or f"zagreus-pt-{spec.language.code}", account=p.slurm.account,
         partition=p.slurm.partition, nodes=nodes, ntasks_per_node=1, gres=f"gpu:{gpus}" if gpus else None,
         cpus_per_task=cpus, time=req.time, output=output)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=False,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["q"] = lambda v: shlex.quote(str(v))
-    body = env.get_template(TEMPLATE.name).render(
+    body = slurm.render_body(
+        TEMPLATE,
         profile=p.name, language=spec.language.code, nodes=nodes, gpus_per_node=gpus,
         workdir=str(workdir), modules=[str(m) for m in modules or ()],
         venv=venv, venv_activate=str(Path(venv) / "bin" / "activate") if venv else "", hf_home=hf_home,
-        omp_threads=max((cpus or procs) // procs, 1), nccl=[(n, str(v)) for n, v in nccl_pairs],
+        omp_threads=max((cpus or procs) // procs, 1), nccl=nccl_pairs,
         procs_per_node=procs, world_size=nodes * procs, master_port=_count("master_port", master_port),
         entry=entry, nanotron_dir=nanotron_dir, config=str(config_path), extra_args=[str(a) for a in extra_args])
     return Rendered(header, body, nodes, procs, nodes * procs, entry)

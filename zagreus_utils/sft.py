@@ -893,7 +893,6 @@ def check_output(model_dir: str | Path) -> str:
 
 # --- Slurm ----------------------------------------------------------------------------------
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_MODULES = ("profile/global", "cuda/12.2", "cudnn", "nccl")   # the report's
 DEFAULT_NCCL = (("NCCL_IB_DISABLE", "0"), ("NCCL_SOCKET_IFNAME", "ib0,eno,eth"))
 DEFAULT_MASTER_PORT = 29400
@@ -935,8 +934,6 @@ def render_sbatch(spec, config_path: str | Path, *, workdir: str | Path = paths.
     interpreter's environment. ``modules``/``nccl`` default to the report's on GPU profiles and to
     none on CPU profiles.
     """
-    import jinja2
-
     from . import slurm as slurm_mod
 
     p = spec.profile
@@ -952,22 +949,17 @@ def render_sbatch(spec, config_path: str | Path, *, workdir: str | Path = paths.
         venv = sys.prefix if (Path(sys.prefix) / "bin" / "activate").is_file() else None
     modules = DEFAULT_MODULES if (modules is None and gpus) else (modules or ())
     nccl = DEFAULT_NCCL if (nccl is None and gpus) else (nccl or ())
-    pairs = list(nccl.items()) if isinstance(nccl, dict) else list(nccl)
-    for name, _ in pairs:
-        if not _ENV_NAME.match(str(name)):
-            raise ZagreusError(f"NCCL variable name {name!r} is not a valid environment variable name")
+    pairs = slurm_mod.env_pairs(nccl)
     header = slurm_mod.sbatch_header(
         job_name=job_name or f"zagreus-sft-{spec.language.code}", account=p.slurm.account,
         partition=p.slurm.partition, nodes=nodes, ntasks_per_node=1, gres=f"gpu:{gpus}" if gpus else None,
         cpus_per_task=cpus, time=sl.time, output=str(output))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=False,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["q"] = lambda v: shlex.quote(str(v))
-    body = env.get_template(TEMPLATE.name).render(
+    body = slurm_mod.render_body(
+        TEMPLATE,
         profile=p.name, language=spec.language.code, nodes=nodes, gpus_per_node=gpus, procs_per_node=procs,
         workdir=str(workdir), modules=[str(m) for m in modules], venv=str(venv) if venv else "",
         venv_activate=str(Path(venv) / "bin" / "activate") if venv else "", hf_home=hf_home,
-        omp_threads=max((cpus or procs) // procs, 1), nccl=[(str(n), str(v)) for n, v in pairs],
+        omp_threads=max((cpus or procs) // procs, 1), nccl=pairs,
         master_port=_count("master_port", master_port, 1), config=str(config_path),
         logs_dir=str(logs_dir) if logs_dir else "")
     return SlurmScript(header, body, nodes, gpus, procs, nodes * procs)

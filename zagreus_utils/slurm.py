@@ -206,6 +206,30 @@ def sbatch_header(**directives) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_pairs(variables) -> list[tuple[str, str]]:
+    """``{name: value}`` or ``[(name, value)]`` (e.g. NCCL settings) as pairs of strings, every name
+    checked to be a valid environment variable name (they are written as ``export NAME=...``)."""
+    pairs = list(variables.items()) if isinstance(variables, dict) else list(variables or ())
+    for name, _ in pairs:
+        if not _ENV_NAME.match(str(name)):
+            raise ZagreusError(f"NCCL variable name {name!r} is not a valid environment variable name")
+    return [(str(n), str(v)) for n, v in pairs]
+
+
+def render_body(template: Path, **context) -> str:
+    """A script body from a Jinja template under ``slurm/``: strict (an unknown name is an error),
+    no autoescaping, and a ``q`` filter that shell-quotes a value (``{{ value | q }}``)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template.parent)), autoescape=False,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["q"] = lambda v: shlex.quote(str(v))
+    return env.get_template(template.name).render(**context)
+
+
 def write_script(path: str | Path, header: str, body: str, *, shell: str = "/bin/bash") -> Path:
     """Write an sbatch script: shebang, the ``#SBATCH`` header, then the body. Returns the path."""
     path = Path(path)
