@@ -30,6 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -42,40 +43,14 @@ def build_stage02(run_dir: Path, language: str = "ita", vocab_size: int = 8192) 
     import glob
 
     import pyarrow.parquet as pq
-    from datatrove.data import Document
-    from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.tokens import DocumentTokenizer
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from pretraining_helpers import write_stage02
 
     from zagreus_utils import corpus
 
     corpus.generate(run_dir / "01_data", language, seed=8)
     texts = {s: [t for f in sorted(glob.glob(str(run_dir / "01_data" / "sources" / s / "*.parquet")))
                  for t in pq.read_table(f)["text"].to_pylist()] for s in corpus.SOURCES}
-    bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([t for v in texts.values() for t in v],
-                            trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[bos, eos],
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    stage = run_dir / "02_tokenization"
-    tdir = stage / "tokenizer"
-    tdir.mkdir(parents=True, exist_ok=True)
-    tok.save(str(tdir / "tokenizer.json"))
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos).save_pretrained(tdir)
-    tok_string = str(tdir / "tokenizer.json")
-    for name, docs in texts.items():
-        def reader(data, rank=0, world_size=1, docs=docs, name=name):
-            for i, text in enumerate(docs):
-                yield Document(text=text, id=f"{name}-{i}")
-        LocalPipelineExecutor([reader, DocumentTokenizer(str(stage / "tokenized" / name), tokenizer_name_or_path=tok_string,
-                                                         eos_token=eos, save_filename=name)],
-                              tasks=1, logging_dir=str(run_dir / "logs" / name)).run()
-    (stage / "tokenized" / "summary.json").write_text(json.dumps(
-        {"tokenizer": tok_string, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "token_size": 2}))
-    (stage / "manifest.json").write_text(json.dumps({"stage": "02_tokenization", "status": "ok"}))
+    write_stage02(run_dir, texts, vocab_size, bos="<|begin_of_text|>", eos="<|end_of_text|>")
 
 
 # --- 1. throughput --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pretraining_helpers import write_stage02
 
 from zagreus_utils import nanotron_config as ncfg
 from zagreus_utils import nanotron_logs, paths, planning, preflight, pretraining, sbatch
@@ -45,39 +46,10 @@ def tiny_overrides(vocab: int) -> dict:
 # --- fixtures: a stage-02 output of our own -------------------------------------------------
 
 def _make_stage02(run_dir: Path) -> int:
-    from datatrove.data import Document
-    from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.tokens import DocumentTokenizer
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     rng = random.Random(0)
     corpus = {src: [" ".join(rng.choice(WORDS[kind]) for _ in range(rng.randint(20, 80))) + "."
                     for _ in range(DOCS[src])] for src, kind in SOURCES.items()}
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([t for docs in corpus.values() for t in docs],
-                            trainers.BpeTrainer(vocab_size=512, special_tokens=["<bos>", "<eos>"],
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    stage = run_dir / "02_tokenization"
-    tdir = stage / "tokenizer"
-    tdir.mkdir(parents=True)
-    tok.save(str(tdir / "tokenizer.json"))
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>").save_pretrained(tdir)
-    tok_string = str(tdir / "tokenizer.json")
-    for name, docs in corpus.items():
-        def reader(data, rank=0, world_size=1, docs=docs, name=name):
-            for i, text in enumerate(docs):
-                yield Document(text=text, id=f"{name}-{i}")
-        LocalPipelineExecutor([reader, DocumentTokenizer(str(stage / "tokenized" / name), tokenizer_name_or_path=tok_string,
-                                                         eos_token="<eos>", save_filename=name)],
-                              tasks=1, logging_dir=str(run_dir / "logs" / name)).run()
-    vocab = tok.get_vocab_size(with_added_tokens=True)
-    (stage / "tokenized" / "summary.json").write_text(json.dumps({"tokenizer": tok_string, "vocab_size": vocab,
-                                                                   "token_size": 2}))
-    (stage / "manifest.json").write_text(json.dumps({"stage": "02_tokenization", "status": "ok"}))
-    return vocab
+    return write_stage02(run_dir, corpus, vocab_size=512)
 
 
 @pytest.fixture(scope="module")
