@@ -144,7 +144,7 @@ def synthetic_token_folders(root: Path, folders: list[str], tokenizer: str, voca
         (folder / f"000_{name}.ds.metadata").write_text(f"{tokenizer}|{size}\n{tokens_each}\n")
 
 
-def run_gpu_full(steps: int) -> dict:
+def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
     """The report's 0.44B model at sequence 4096, bf16, one GPU, through the local trainer: tokens/s, MFU."""
     import torch
 
@@ -158,7 +158,7 @@ def run_gpu_full(steps: int) -> dict:
     spec = load_spec("ita", "full", {"parallelism.dp": 1, "hardware.nodes": 1, "hardware.gpus_per_node": 1,
                                      "training.train_steps": steps, "training.checkpoint_interval": steps * 10,
                                      "training.lr_warmup_steps": 2, "training.lr_decay_starting_step": steps - 1,
-                                     "training.lr_decay_steps": 1})
+                                     "training.lr_decay_steps": 1, **(overrides or {})})
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "full" / "ita"
         seq, mbs = spec.profile.training.sequence_length, spec.profile.training.micro_batch_size
@@ -170,7 +170,7 @@ def run_gpu_full(steps: int) -> dict:
         rows = [json.loads(x) for x in Path(res.metrics_path).read_text().splitlines()]
     tps = statistics.median(r["tokens_per_sec"] for r in rows[3:])
     fpt = planning.flops_per_token(planning.Architecture.from_spec(spec), seq)["total"]
-    return {"gpu": name, "tokens_per_sec": tps, "tflops": tps * fpt / 1e12,
+    return {"gpu": name, "tokens_per_sec": tps, "micro_batch_size": mbs, "sequence_length": seq, "tflops": tps * fpt / 1e12,
             "mfu": planning.mfu(tps, fpt, peak) if peak else None, "precision": res.precision,
             "memory_gib": torch.cuda.max_memory_allocated() / 2**30}
 
@@ -220,9 +220,10 @@ def main() -> int:
                     help="only on a GPU: the full 0.44B config at sequence 4096, bf16, through the local path")
     args = ap.parse_args()
     if args.gpu_full:
-        r = run_gpu_full(args.gpu_full)
+        r = run_gpu_full(args.gpu_full, dict(parse_override(x) for x in args.set))
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (unknown peak)"
-        print(f"full config on {r['gpu']} ({r['precision']}): {r['tokens_per_sec']:,.0f} tokens/s, "
+        print(f"full config on {r['gpu']} ({r['precision']}, micro-batch {r['micro_batch_size']} x seq "
+              f"{r['sequence_length']}): {r['tokens_per_sec']:,.0f} tokens/s, "
               f"{r['tflops']:.1f} model TFLOP/s, MFU {mfu} (aim >= 35 %), peak memory {r['memory_gib']:.1f} GiB")
         return 0
     overrides = dict(parse_override(x) for x in args.set)
