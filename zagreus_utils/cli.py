@@ -1,4 +1,4 @@
-"""The ``zagreus`` command: run the pipeline, rebuild the report, audit a report."""
+"""The ``zagreus`` command: run the pipeline, rebuild the report, verify the runs, audit a report."""
 
 from __future__ import annotations
 
@@ -41,6 +41,30 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """Fully hash every output each stage manifest recorded; 1 when any changed or is missing."""
+    from . import manifest, paths
+
+    folders = manifest.stage_folders(args.profile, args.languages)
+    if not folders:
+        raise ZagreusError(f"no stage manifests under {paths.run_dir(args.profile or '')} "
+                           f"{'for languages ' + ' '.join(args.languages) + ' ' if args.languages else ''}"
+                           "to verify; run the pipeline first (zagreus run)")
+    bad = 0
+    for folder, profile, language in folders:
+        status, changed = manifest.verify(folder)
+        where = manifest.relative_to_repo(folder)
+        if not changed:
+            print(f"ok       {where} (status {status})")
+            continue
+        bad += 1
+        for rel, why in changed.items():
+            print(f"{'CORRUPT' if status == 'corrupt' else 'CHANGED':<8} {where}/{rel}: {why}")
+        print(f"         rebuild it: {manifest.rerun_command(folder.name, profile, language)}")
+    print(f"{len(folders) - bad} of {len(folders)} stage folders hold what their manifests recorded")
+    return 1 if bad else 0
+
+
 def cmd_audit(args) -> int:
     from . import audit
 
@@ -72,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--profile", default="smoke")
     rep.add_argument("--report-source", type=Path, default=None)
     rep.set_defaults(func=cmd_report)
+
+    v = sub.add_parser("verify", help="fully hash every output the stage manifests recorded; "
+                                      "exit 1 on any changed or missing file")
+    v.add_argument("--profile", default=None, help="one profile (default: every profile under the runs folder)")
+    v.add_argument("--languages", nargs="+", default=None, help="only these languages' stages "
+                   "(and the per-profile stages)")
+    v.set_defaults(func=cmd_verify)
 
     a = sub.add_parser("audit", help="check a technical report (markdown) for its own consistency")
     a.add_argument("path")

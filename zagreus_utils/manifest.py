@@ -1,12 +1,17 @@
 """``manifest.json``: what a stage ran with, what it wrote, how long it took, and whether it worked.
 
 The runner writes one per stage folder. A stage is up to date when its manifest says ``ok``, its
-fingerprint (notebook, package code, spec, parameters, upstream stages) is unchanged and the
-outputs it recorded are still there.
+fingerprint (notebook, package code, the config files it reads, spec, parameters, upstream stages'
+recorded outputs) is unchanged and the outputs it recorded still have the recorded content. Every
+output is recorded with its size and ``mtime_ns``, and its sha256 up to :data:`_FULL_HASH_LIMIT`;
+:func:`check_outputs` compares size and mtime first and hashes only files whose stat changed
+(``full=True``, as ``zagreus verify`` does, hashes every file). A downstream stage checks the files
+it consumes through :func:`require` before it uses them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -57,19 +62,51 @@ def tree_digest(folder: Path, pattern: str = "*.py") -> str:
 
 
 def describe_outputs(folder: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str, dict]:
-    """Every file under the stage folder: size, and sha256 (or size+mtime for big files)."""
+    """Every file under the stage folder: size, mtime_ns, and sha256 (files up to the hash limit)."""
     out = {}
     for path in sorted(Path(folder).rglob("*")):
         if not path.is_file() or path.name in exclude or ".ipynb_checkpoints" in path.parts:
             continue
         st = path.stat()
-        entry: dict[str, Any] = {"bytes": st.st_size}
+        entry: dict[str, Any] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
         if st.st_size <= _FULL_HASH_LIMIT:
             entry["sha256"] = sha256_file(path)
-        else:
-            entry["mtime_ns"] = st.st_mtime_ns
         out[str(path.relative_to(folder))] = entry
     return out
+
+
+def content_ids(outputs: dict[str, dict]) -> dict[str, str]:
+    """What identifies each recorded output's content: its sha256, else (a file too big to hash)
+    its size and mtime. A downstream fingerprint keys on these, not on when a file was touched."""
+    return {rel: info.get("sha256") or f"{info.get('bytes')}:{info.get('mtime_ns')}"
+            for rel, info in outputs.items()}
+
+
+def check_outputs(folder: Path, outputs: dict[str, dict], full: bool = False) -> dict[str, str]:
+    """The recorded outputs whose file no longer has the recorded content: ``{relative path: why}``.
+
+    A file whose size and mtime are as recorded counts as unchanged unless ``full``; otherwise its
+    sha256 is compared. A file too big to have been hashed changed when its size or mtime did.
+    """
+    changed = {}
+    for rel, info in outputs.items():
+        path = Path(folder) / rel
+        try:
+            st = path.stat()
+        except OSError:
+            changed[rel] = "missing"
+            continue
+        same_stat = st.st_size == info.get("bytes") and st.st_mtime_ns == info.get("mtime_ns")
+        if "sha256" not in info:
+            if not same_stat:
+                changed[rel] = (f"size or mtime differs from the recorded {info.get('bytes')} bytes "
+                                "(too big to be hashed, so a touched file counts as changed)")
+        elif full or not same_stat:
+            if st.st_size != info.get("bytes"):
+                changed[rel] = f"{st.st_size} bytes, {info.get('bytes')} recorded"
+            elif sha256_file(path) != info["sha256"]:
+                changed[rel] = "content differs from the recorded sha256 (same size)"
+    return changed
 
 
 def versions() -> dict[str, str | None]:
@@ -102,46 +139,115 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class CorruptManifest(ZagreusError):
+    """A ``manifest.json`` that is there but cannot be read as a manifest (truncated, not JSON)."""
+
+    def __init__(self, path: Path, why: str):
+        self.path = Path(path)
+        super().__init__(f"corrupt manifest {path}: {why}")
+
+
 def read(folder: Path) -> dict | None:
+    """The stage's manifest; ``None`` when it has none. A corrupt one raises :class:`CorruptManifest`."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # a half-written manifest counts as none: the stage reruns
+        text = path.read_text()
+    except OSError as exc:
+        raise ZagreusError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptManifest(path, f"not valid JSON ({exc}; truncated?)") from None
+    if not isinstance(data, dict):
+        raise CorruptManifest(path, f"a JSON {type(data).__name__}, not a mapping")
+    return data
+
+
+def write_error(exc: OSError, path: Path) -> str:
+    """One line for a file that could not be written (a full or read-only disk, a permission)."""
+    where = exc.filename or path
+    return (f"cannot write {where}: {exc.strerror or exc} (disk full or read-only?); "
+            "free space or make it writable, then rerun")
 
 
 def write(folder: Path, manifest: dict) -> Path:
+    """Write the manifest atomically; a disk fault raises one :class:`ZagreusError` line and leaves
+    no temporary file behind."""
     path = Path(folder) / MANIFEST
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str))
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ZagreusError(write_error(exc, tmp)) from None
     return path
 
 
 def is_up_to_date(folder: Path, fingerprint: str) -> bool:
-    m = read(folder)
+    """The stage's manifest says ok with this fingerprint, and its outputs still have the recorded
+    content (a corrupt manifest is not up to date: the stage reruns and rewrites it)."""
+    try:
+        m = read(folder)
+    except CorruptManifest:
+        return False
     if not m or m.get("status") != "ok" or m.get("fingerprint") != fingerprint:
         return False
-    for rel, info in m.get("outputs", {}).items():
-        p = Path(folder) / rel
-        if not p.is_file() or p.stat().st_size != info.get("bytes"):
-            return False
-    return True
+    return not check_outputs(folder, m.get("outputs", {}))
+
+
+def rerun_command(stage_name: str, profile: str, language: str | None = None) -> str:
+    key = stage_name.split("_", 1)[-1]
+    return f"zagreus run --profile {profile}" + (f" --languages {language}" if language else "") + f" --stages {key}"
 
 
 def require(folder: Path, stage_name: str, profile: str, language: str | None = None) -> dict:
-    """The manifest of an upstream stage that must have finished; a clear error otherwise."""
-    key = stage_name.split("_", 1)[-1]
-    rerun = f"zagreus run --profile {profile}" + (f" --languages {language}" if language else "") + f" --stages {key}"
-    m = read(folder)
+    """The manifest of an upstream stage that must have finished, with its recorded outputs still
+    as recorded (size and mtime, else sha256); a clear error naming the fix otherwise."""
+    rerun = rerun_command(stage_name, profile, language)
+    try:
+        m = read(folder)
+    except CorruptManifest as exc:
+        raise ZagreusError(f"stage {stage_name}: {exc}. Rerun the stage to rewrite it: {rerun}") from None
     if m is None:
         raise ZagreusError(f"stage {stage_name} has not run: no {MANIFEST} in {folder}. Run it first: {rerun}")
     if m.get("status") != "ok":
         raise ZagreusError(f"stage {stage_name} in {folder} ended with status {m.get('status')!r}"
                            f"{': ' + m['error'] if m.get('error') else ''}. Fix it and rerun: {rerun}")
+    changed = check_outputs(folder, m.get("outputs", {}))
+    if changed:
+        rel, why = next(iter(changed.items()))
+        more = f" (and {len(changed) - 1} more file(s))" if len(changed) > 1 else ""
+        raise ZagreusError(f"stage {stage_name}'s output {Path(folder) / rel} changed since it ran: {why}{more}. "
+                           f"Rerun that stage to rebuild it: {rerun}")
     return m
+
+
+def stage_folders(profile: str | None = None, languages: list[str] | None = None,
+                  root: Path | None = None) -> list[tuple[Path, str, str | None]]:
+    """``(folder, profile, language)`` of every stage folder with a manifest under the runs root
+    (one profile or all; the per-profile stages and those of the given languages, or all)."""
+    base = Path(root) if root is not None else paths.runs_root()
+    profiles = [base / profile] if profile else sorted(p for p in base.glob("*") if p.is_dir())
+    found = []
+    for prof in profiles:
+        found += [(mf.parent, prof.name, None) for mf in sorted(prof.glob(f"*/{MANIFEST}"))]
+        found += [(mf.parent, prof.name, mf.parent.parent.name) for mf in sorted(prof.glob(f"*/*/{MANIFEST}"))
+                  if not languages or mf.parent.parent.name in languages]
+    return found
+
+
+def verify(folder: Path) -> tuple[str, dict[str, str]]:
+    """Fully hash every output a stage recorded: ``(status, {relative path: why})``; the status is
+    the manifest's, or ``corrupt`` (the reason under the manifest's own name)."""
+    try:
+        m = read(folder) or {}
+    except ZagreusError as exc:
+        return "corrupt", {MANIFEST: str(exc)}
+    return str(m.get("status")), check_outputs(folder, m.get("outputs", {}), full=True)
 
 
 def relative_to_repo(path: Path) -> str:

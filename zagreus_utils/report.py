@@ -68,7 +68,11 @@ def collect_stages(profile: str, root: Path | None = None) -> list[dict]:
     base = paths.run_dir(profile, root=root)
     found = []
     for mf in sorted(base.glob("*/manifest.json")) + sorted(base.glob("*/*/manifest.json")):
-        m = manifest.read(mf.parent)
+        try:
+            m = manifest.read(mf.parent)
+        except manifest.CorruptManifest as exc:  # listed as such in the report's stage table
+            m = {"status": "corrupt", "error": str(exc),
+                 "language": mf.parent.parent.name if mf.parent.parent != base else None}
         if m is None:
             continue
         found.append({"folder": mf.parent, "manifest": m, "language": m.get("language"),

@@ -99,12 +99,28 @@ def _upstream(stage: stage_mod.Stage, all_stages: list[stage_mod.Stage], profile
     return found
 
 
-def _fingerprint(stage: stage_mod.Stage, parameters: dict, spec_digest: str,
-                 upstream: dict[str, Path]) -> tuple[str, dict]:
+# Config files a stage reads besides its language's and its profile's (relative to configs/, by
+# stage key): the smoke evaluation's task YAMLs (zagreus_utils.evaluation.TASK_CONFIGS).
+STAGE_CONFIGS = {"eval": ("lm_eval/*.yaml",)}
+
+
+def _config_files(stage: stage_mod.Stage, profile: str, languages: list[str]) -> dict[str, str]:
+    """sha256 of each config file the stage reads: ``languages/<lang>.yaml`` of its own language(s)
+    only, ``profiles/<profile>.yaml``, and its own extras; another language's file is not in it."""
+    wanted = [paths.CONFIGS / "languages" / f"{lang}.yaml" for lang in languages]
+    wanted.append(paths.CONFIGS / "profiles" / f"{profile}.yaml")
+    for pattern in STAGE_CONFIGS.get(stage.key, ()):
+        wanted += sorted(paths.CONFIGS.glob(pattern))
+    return {str(p.relative_to(paths.CONFIGS)): manifest.sha256_file(p) if p.is_file() else "missing"
+            for p in wanted}
+
+
+def _fingerprint(stage: stage_mod.Stage, parameters: dict, spec_digest: str, upstream: dict[str, Path],
+                 profile: str, languages: list[str]) -> tuple[str, dict]:
     inputs = {
         "notebook": manifest.sha256_file(stage.notebook),
         "zagreus_utils": manifest.tree_digest(paths.REPO_ROOT / "zagreus_utils"),
-        "configs": manifest.tree_digest(paths.CONFIGS, "*.yaml"),
+        "configs": _config_files(stage, profile, languages),
         "spec": spec_digest,
     }
     if stage.scope == "profile":
@@ -112,11 +128,32 @@ def _fingerprint(stage: stage_mod.Stage, parameters: dict, spec_digest: str,
     up = {}
     for name, folder in upstream.items():
         m = manifest.read(folder) or {}
-        up[name] = manifest.sha256_json([m.get("fingerprint"), m.get("outputs")])
+        up[name] = manifest.sha256_json([m.get("fingerprint"), manifest.content_ids(m.get("outputs", {}))])
     inputs["upstream"] = up
     stable_params = {k: v for k, v in parameters.items() if k not in ("run_dir", "out_dir")}
     inputs["parameters"] = manifest.sha256_json(stable_params)
     return manifest.sha256_json(inputs), inputs
+
+
+def _check_upstream(stage: stage_mod.Stage, upstream: dict[str, Path], profile: str,
+                    language: str | None) -> str:
+    """Why the stage cannot use its upstream stages' outputs ("" when it can): an upstream stage of
+    its language that has not finished ``ok``, or any upstream output whose content is no longer
+    what its manifest recorded (the line names the file and the command that rebuilds it). A stage
+    selected in the same run has rerun before this check, so its outputs are fresh."""
+    for name, folder in upstream.items():
+        lang, _, stage_name = name.rpartition("/")
+        lang = lang or language
+        try:
+            if stage.scope == "language":
+                manifest.require(folder, stage_name, profile, lang)
+                continue
+            m = manifest.read(folder)  # a per-profile stage reads whatever the languages have
+            if m and m.get("status") == "ok":
+                manifest.require(folder, stage_name, profile, lang)
+        except ZagreusError as exc:
+            return str(exc)
+    return ""
 
 
 def _error_line(exc: BaseException) -> str:
@@ -135,22 +172,19 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
 
     folder = stage.folder(profile, language, root)
     upstream = _upstream(stage, all_stages, profile, language, languages, root)
-    if stage.scope == "language":
-        for name, up_folder in upstream.items():
-            try:
-                manifest.require(up_folder, name, profile, language)
-            except ZagreusError as exc:
-                return StageResult(language, stage.name, "blocked", 0.0, str(exc), folder)
+    blocked = _check_upstream(stage, upstream, profile, language)
+    if blocked:
+        return StageResult(language, stage.name, "blocked", 0.0, blocked, folder)
 
     offered = {"profile": profile, "language": language, "languages": languages,
                "run_dir": str(paths.run_dir(profile, language if stage.scope == "language" else None, root)),
                "out_dir": str(folder), "launcher": launcher, "overrides": overrides or {}}
     parameters = {k: v for k, v in offered.items() if k in stage.parameters}
-    fingerprint, inputs = _fingerprint(stage, parameters, spec_digest, upstream)
+    fingerprint, inputs = _fingerprint(stage, parameters, spec_digest, upstream, profile,
+                                       [language] if stage.scope == "language" else languages)
     if not force and manifest.is_up_to_date(folder, fingerprint):
         return StageResult(language, stage.name, "skipped", 0.0, "", folder)
 
-    folder.mkdir(parents=True, exist_ok=True)
     output_nb = folder / f"{stage.name}.ipynb"
     record: dict[str, Any] = {
         "stage": stage.name, "profile": profile, "language": language, "scope": stage.scope,
@@ -158,22 +192,41 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
         "fingerprint": fingerprint, "inputs": inputs, "notebook": output_nb.name,
         "started": manifest.now(), "versions": manifest.versions(), "git_commit": manifest.git_commit(),
     }
-    manifest.write(folder, record)
     t0 = time.perf_counter()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest.write(folder, record)
+    except (OSError, ZagreusError) as exc:  # a full or read-only disk before the stage started
+        error = manifest.write_error(exc, folder) if isinstance(exc, OSError) else str(exc)
+        return _finish(stage, folder, record, language, launcher, t0, "failed", error)
     try:
         pm.execute_notebook(str(stage.notebook), str(output_nb), parameters=parameters,
                             kernel_name="python3", progress_bar=progress, cwd=str(folder),
                             log_output=False)
         status, error = "ok", ""
+    except OSError as exc:  # the executed notebook could not be written (disk full, read-only)
+        status, error = "failed", manifest.write_error(exc, output_nb)
     except Exception as exc:  # the stage failed: keep the executed notebook and say why
         status, error = "failed", _error_line(exc)
         if not getattr(exc, "ename", None):
             record["traceback"] = traceback.format_exc()
+    return _finish(stage, folder, record, language, launcher, t0, status, error)
+
+
+def _finish(stage: stage_mod.Stage, folder: Path, record: dict, language: str | None, launcher: str,
+            t0: float, status: str, error: str) -> StageResult:
+    """Record how the stage ended (its outputs, what ran it) in its manifest, where that can be
+    written; a manifest that cannot be written makes the stage ``failed`` with the path."""
     seconds = time.perf_counter() - t0
-    record.update(status=status, error=error, finished=manifest.now(), seconds=round(seconds, 2),
-                  outputs=manifest.describe_outputs(folder))
-    record.update(_launched(stage, folder, launcher, t0))
-    manifest.write(folder, record)
+    record.update(status=status, error=error, finished=manifest.now(), seconds=round(seconds, 2))
+    try:
+        record["outputs"] = manifest.describe_outputs(folder) if folder.is_dir() else {}
+        record.update(_launched(stage, folder, launcher, t0))
+        manifest.write(folder, record)
+    except (OSError, ZagreusError) as exc:
+        written = manifest.write_error(exc, folder) if isinstance(exc, OSError) else str(exc)
+        if written != error:  # not the fault already reported
+            status, error = "failed", f"{error}; {written}" if error else written
     return StageResult(language, stage.name, status, seconds, error, folder)
 
 
