@@ -84,6 +84,8 @@ def test_finding2_same_size_ds_corruption_is_detected(pipeline):
     again = _run(nbs, root)
     assert _statuses(again) == [("01_data", "skipped"), ("02_tokenization", "ok"), ("03_pretraining", "ok")]
     assert ds.read_bytes() != bytes(data)
+    assert manifest.read(ds.parents[1])["rerun_because"].startswith("its output tokenized/ita.ds changed")
+    assert manifest.read(_stage(root, "03_pretraining"))["rerun_because"] == "changed inputs: upstream/02_tokenization"
     assert _run(nbs, root, ["pretraining"]).results[0].status == "skipped"
 
 
@@ -121,6 +123,7 @@ def test_finding5_other_language_comment_does_not_rerun(built, tmp_path, monkeyp
     ita = configs / "languages" / "ita.yaml"
     ita.write_text(ita.read_text() + "# a comment in its own file\n")
     assert _statuses(_run(nbs, root, ["data"])) == [("01_data", "ok")]
+    assert manifest.read(_stage(root, "01_data"))["rerun_because"] == "changed inputs: configs/languages/ita.yaml"
 
 
 def test_finding6_truncated_manifest_is_corrupt_not_missing(pipeline):

@@ -187,16 +187,45 @@ def write(folder: Path, manifest: dict) -> Path:
     return path
 
 
-def is_up_to_date(folder: Path, fingerprint: str) -> bool:
-    """The stage's manifest says ok with this fingerprint, and its outputs still have the recorded
-    content (a corrupt manifest is not up to date: the stage reruns and rewrites it)."""
+def stale_reason(folder: Path, fingerprint: str, inputs: dict | None = None) -> str:
+    """Why the stage in ``folder`` is not up to date ("" when it is): no ``ok`` manifest, another
+    fingerprint (naming the inputs that differ when ``inputs`` is given), or an output whose content
+    is no longer the recorded one. A corrupt manifest is not up to date: the stage reruns over it."""
     try:
         m = read(folder)
-    except CorruptManifest:
-        return False
-    if not m or m.get("status") != "ok" or m.get("fingerprint") != fingerprint:
-        return False
-    return not check_outputs(folder, m.get("outputs", {}))
+    except CorruptManifest as exc:
+        return str(exc)
+    if not m:
+        return "it has not run"
+    if m.get("status") != "ok":
+        return f"its last run ended {m.get('status')!r}"
+    if m.get("fingerprint") != fingerprint:
+        changed = _changed_keys(m.get("inputs") or {}, inputs or {}) if inputs else []
+        return "changed inputs: " + (", ".join(changed) or "fingerprint differs")
+    changed_outputs = check_outputs(folder, m.get("outputs", {}))
+    if changed_outputs:
+        rel, why = next(iter(changed_outputs.items()))
+        return f"its output {rel} changed: {why}"
+    return ""
+
+
+def _changed_keys(old: dict, new: dict) -> list[str]:
+    """The keys (``section/key`` one level down) whose values differ between two inputs records."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += [f"{key}/{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            changed.append(key)
+    return changed
+
+
+def is_up_to_date(folder: Path, fingerprint: str) -> bool:
+    """The stage's manifest says ok with this fingerprint and its outputs hold the recorded content."""
+    return not stale_reason(folder, fingerprint)
 
 
 def rerun_command(stage_name: str, profile: str, language: str | None = None) -> str:

@@ -182,14 +182,15 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
     parameters = {k: v for k, v in offered.items() if k in stage.parameters}
     fingerprint, inputs = _fingerprint(stage, parameters, spec_digest, upstream, profile,
                                        [language] if stage.scope == "language" else languages)
-    if not force and manifest.is_up_to_date(folder, fingerprint):
+    why = "--force" if force else manifest.stale_reason(folder, fingerprint, inputs)
+    if not why:
         return StageResult(language, stage.name, "skipped", 0.0, "", folder)
 
     output_nb = folder / f"{stage.name}.ipynb"
     record: dict[str, Any] = {
         "stage": stage.name, "profile": profile, "language": language, "scope": stage.scope,
         "launcher": launcher, "status": "running", "parameters": parameters,
-        "fingerprint": fingerprint, "inputs": inputs, "notebook": output_nb.name,
+        "fingerprint": fingerprint, "inputs": inputs, "rerun_because": why, "notebook": output_nb.name,
         "started": manifest.now(), "versions": manifest.versions(), "git_commit": manifest.git_commit(),
     }
     t0 = time.perf_counter()
