@@ -233,9 +233,15 @@ def rerun_command(stage_name: str, profile: str, language: str | None = None) ->
     return f"zagreus run --profile {profile}" + (f" --languages {language}" if language else "") + f" --stages {key}"
 
 
-def require(folder: Path, stage_name: str, profile: str, language: str | None = None) -> dict:
-    """The manifest of an upstream stage that must have finished, with its recorded outputs still
-    as recorded (size and mtime, else sha256); a clear error naming the fix otherwise."""
+def require(folder: Path, stage_name: str, profile: str, language: str | None = None,
+            verify: bool = False) -> dict:
+    """The manifest of an upstream stage that must have finished ``ok``; with ``verify`` (as the
+    runner asks before it starts a stage) its recorded outputs must also still hold the recorded
+    content (size and mtime, else sha256). A clear error naming the fix otherwise.
+
+    A stage notebook calls it without ``verify``: run by hand in JupyterLab it rewrites its own
+    folder without a manifest, and the next notebook should still run; ``zagreus run`` then sees
+    that folder changed and reruns the stage."""
     rerun = rerun_command(stage_name, profile, language)
     try:
         m = read(folder)
@@ -246,7 +252,7 @@ def require(folder: Path, stage_name: str, profile: str, language: str | None = 
     if m.get("status") != "ok":
         raise ZagreusError(f"stage {stage_name} in {folder} ended with status {m.get('status')!r}"
                            f"{': ' + m['error'] if m.get('error') else ''}. Fix it and rerun: {rerun}")
-    changed = check_outputs(folder, m.get("outputs", {}))
+    changed = check_outputs(folder, m.get("outputs", {})) if verify else {}
     if changed:
         rel, why = next(iter(changed.items()))
         more = f" (and {len(changed) - 1} more file(s))" if len(changed) > 1 else ""

@@ -146,11 +146,11 @@ def _check_upstream(stage: stage_mod.Stage, upstream: dict[str, Path], profile: 
         lang = lang or language
         try:
             if stage.scope == "language":
-                manifest.require(folder, stage_name, profile, lang)
+                manifest.require(folder, stage_name, profile, lang, verify=True)
                 continue
             m = manifest.read(folder)  # a per-profile stage reads whatever the languages have
             if m and m.get("status") == "ok":
-                manifest.require(folder, stage_name, profile, lang)
+                manifest.require(folder, stage_name, profile, lang, verify=True)
         except ZagreusError as exc:
             return str(exc)
     return ""
