@@ -5,8 +5,8 @@ fingerprint (notebook, package code, the config files it reads, spec, parameters
 recorded outputs) is unchanged and the outputs it recorded still have the recorded content. Every
 output is recorded with its size and ``mtime_ns``, and its sha256 up to :data:`_FULL_HASH_LIMIT`;
 :func:`check_outputs` compares size and mtime first and hashes only files whose stat changed
-(``full=True``, as ``zagreus verify`` does, hashes every file). A downstream stage checks the files
-it consumes through :func:`require` before it uses them.
+(``full=True``, as ``zagreus verify`` does, hashes every file). Before the runner starts a stage it
+checks the files the stage consumes with ``require(..., verify=True)``.
 """
 
 from __future__ import annotations
@@ -95,6 +95,9 @@ def check_outputs(folder: Path, outputs: dict[str, dict], full: bool = False) ->
             st = path.stat()
         except OSError:
             changed[rel] = "missing"
+            continue
+        if not path.is_file():
+            changed[rel] = "no longer a file"
             continue
         same_stat = st.st_size == info.get("bytes") and st.st_mtime_ns == info.get("mtime_ns")
         if "sha256" not in info:
