@@ -122,6 +122,15 @@ def test_finding4_stale_lock_is_taken_over(tmp_path):
     assert not (root / "smoke" / lock.LOCK).exists()
 
 
+def test_finding4_lock_of_a_reused_pid_is_stale(tmp_path):
+    nbs, root = _tiny(tmp_path)
+    # the PID is alive (this very process) but started long after the recorded holder did
+    _lock_file(root, host=socket.gethostname(), pid=os.getpid(), pid_started=1000.0)
+    notes = []
+    assert [r.status for r in _run(nbs, root, log=notes.append).results] == ["ok", "ok"]
+    assert any("took over the stale lock" in n for n in notes)
+
+
 def test_finding4_lock_of_another_host_is_refused_saying_how_to_remove_it(tmp_path):
     nbs, root = _tiny(tmp_path)
     path = _lock_file(root, host="node-17.cluster", pid=4242)
@@ -143,6 +152,21 @@ def test_finding4_lock_released_on_interrupt(tmp_path):
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr
     assert (root / "smoke" / "locked").read_text() == "True"  # held while the stage ran
     assert not (root / "smoke" / lock.LOCK).exists()  # and released by the interrupt
+
+
+def test_finding4_lock_released_when_zagreus_run_is_terminated(tmp_path):
+    """SIGTERM (scancel, kill) ends `zagreus run` like Ctrl-C: the lock goes, exit 130."""
+    root = tmp_path / "runs"
+    env = {**_env(), "ZAGREUS_RUNS": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "zagreus_utils.cli", "run", "--profile", "smoke", "--languages",
+                             "ita", "--stages", "data", "--quiet", "--no-report"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(root / "smoke" / "ita" / "01_data" / "manifest.json", proc)  # inside its first stage
+    assert (root / "smoke" / lock.LOCK).is_file()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not (root / "smoke" / lock.LOCK).exists()
 
 
 # --- finding 5: languages --------------------------------------------------------------------

@@ -10,9 +10,10 @@ The lock is a small JSON file (host, PID, start time, command line, a random tok
 at once, complete: it is written to a private file first and then hard-linked to the lock's name.
 ``link`` is atomic and fails when the name exists, also on NFS, where ``O_EXCL`` was not always
 honoured. A lock whose holder is on this host and no longer alive is stale and is taken over with
-a note; a lock held from another host cannot be checked from here, so the run is refused and the
+a note (a PID that now belongs to a process started later counts as not alive); a lock held from
+another host cannot be checked from here, so the run is refused and the
 message says how to remove the lock if that run is gone. The lock is released when the ``with``
-block ends, also on an exception or Ctrl-C; a killed process leaves a stale lock that the next run
+block ends, also on an exception or Ctrl-C (the CLI turns SIGTERM, e.g. scancel, into one); a killed process leaves a stale lock that the next run
 on the same host takes over.
 """
 
@@ -43,7 +44,21 @@ _HELD: dict[Path, int] = {}
 def _owner() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": shlex.join(sys.argv), "token": secrets.token_hex(8)}
+            "command": shlex.join(sys.argv), "token": secrets.token_hex(8),
+            "pid_started": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, Linux ``/proc``), to tell a live holder
+    from a new process that got its PID; None where it cannot be known."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return round(boot + ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def read(path: Path) -> dict | None:
@@ -61,13 +76,21 @@ def read(path: Path) -> dict | None:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid: int) -> bool:
+def _alive(holder: dict) -> bool:
+    """Whether the holder (on this host) still runs: its PID exists and, where known, started when
+    the holder's did (a reused PID is another process)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return True  # cannot tell: keep it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
-        return True
+        pass
+    recorded, now = holder.get("pid_started"), _process_start(pid)
+    if isinstance(recorded, (int, float)) and now is not None and abs(now - recorded) > 1:
+        return False
     return True
 
 
@@ -139,8 +162,7 @@ def acquire(folder: Path, log: Callable[[str], None] = print) -> dict:
                 raise ZagreusError(f"{folder} is locked by {path}, which cannot be read; if no `zagreus run` "
                                    f"is using {folder}, remove it (rm {path}) and try again")
             same_host = holder.get("host") == me["host"]
-            pid = holder.get("pid")
-            if same_host and isinstance(pid, int) and not _alive(pid):
+            if same_host and not _alive(holder):
                 if _remove_stale(path, holder):
                     log(f"note: took over the stale lock of {folder} ({describe(holder)}; "
                         "that process is no longer running)")
