@@ -9,12 +9,12 @@ plots stage and the caches).
 The lock is a small JSON file (host, PID, start time, command line, a random token) that appears
 at once, complete: it is written to a private file first and then hard-linked to the lock's name.
 ``link`` is atomic and fails when the name exists, also on NFS, where ``O_EXCL`` was not always
-honoured. A lock whose holder is on this host and no longer alive is stale and is taken over with
-a note (a PID that now belongs to a process started later counts as not alive); a lock held from
-another host cannot be checked from here, so the run is refused and the
-message says how to remove the lock if that run is gone. The lock is released when the ``with``
-block ends, also on an exception or Ctrl-C (the CLI turns SIGTERM, e.g. scancel, into one); a killed process leaves a stale lock that the next run
-on the same host takes over.
+honoured (exclusive create is the fallback on file systems without hard links). A lock whose
+holder is on this host and no longer alive (or whose PID now belongs to a process started later)
+is stale and is taken over with a note; a lock held from another host cannot be checked from here,
+so the run is refused and the message says how to remove the lock if that run is gone. The lock is
+released when the ``with`` block ends, also on an exception or Ctrl-C (the CLI turns SIGTERM, e.g.
+scancel, into one); a killed process leaves a stale lock that the next run on its host takes over.
 """
 
 from __future__ import annotations

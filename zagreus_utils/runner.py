@@ -2,7 +2,9 @@
 
 ``zagreus run`` calls :func:`run`. Each language goes through the per-language stages in order and
 stops at its first failure (the failed notebook and a ``failed`` manifest stay for debugging)
-while the other languages go on; per-profile stages (the plots) run last, over whatever exists.
+while the other languages go on; per-profile stages (the plots) run last, over the languages asked
+for and those that have run. :func:`run` first checks everything checkable
+(:mod:`zagreus_utils.runplan`) and holds the run folder's lock (:mod:`zagreus_utils.lock`).
 """
 
 from __future__ import annotations
