@@ -250,6 +250,21 @@ def test_finding6_bad_set_refused_before_first_stage_once(tmp_path, monkeypatch,
     assert f"--report-source {tmp_path / 'no.md'} does not exist" in out
 
 
+def test_finding6_stage_failure_message_printed_once(tmp_path, monkeypatch, capsys):
+    """A failure found inside a stage (e.g. stage 03's pre-flight) is printed once, not in the
+    progress line, the summary table and the error line."""
+    body = ("from zagreus_utils.errors import ZagreusError\n"
+            "raise ZagreusError('pre-flight failed (1 check(s)); nothing was submitted or trained')\n")
+    nbs, root = _tiny(tmp_path, body)
+    monkeypatch.setattr(paths, "NOTEBOOKS", nbs)
+    monkeypatch.setenv("ZAGREUS_RUNS", str(root))
+    code = cli.main(["run", "--profile", "smoke", "--quiet", "--no-report"])
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 1 and out.count("pre-flight failed (1 check(s))") == 1, out
+    assert "error: ita 01_alpha failed: ZagreusError: pre-flight failed" in captured.err
+
+
 def test_finding6_report_source_checked_before_first_stage(tmp_path):
     nbs, root = _tiny(tmp_path)
     with pytest.raises(ZagreusError, match="does not exist"):
