@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -15,16 +16,30 @@ def _overrides(items: list[str] | None) -> dict:
     return dict(parse_override(item) for item in items or [])
 
 
-def cmd_run(args) -> int:
-    from . import report, runner
+def plan_run(args):
+    """Everything ``zagreus run`` can check before its first stage (raises naming each problem)."""
+    from . import runplan
 
-    summary = runner.run(args.profile, args.languages, args.stages, force=args.force,
-                         launcher=args.launcher, overrides=_overrides(args.set),
-                         progress=not args.quiet, log=runner.stderr_log)
-    print(summary.table())
-    if not args.no_report:
-        out = report.build(args.profile, source=args.report_source)
-        print(f"report: {out}")
+    return runplan.plan(args.profile, args.languages, args.stages, overrides=_overrides(args.set),
+                        launcher=args.launcher, report_source=None if args.no_report else args.report_source)
+
+
+def check_report(args) -> None:
+    from . import runplan
+
+    runplan.check_report(args.profile, args.report_source)
+
+
+def cmd_run(args) -> int:
+    from . import lock, report, runner
+
+    checked = plan_run(args)
+    with lock.hold(checked.folder, runner.stderr_log):  # one run per run folder, the report included
+        summary = runner.execute(checked, force=args.force, progress=not args.quiet, log=runner.stderr_log)
+        print(summary.table())
+        if not args.no_report:
+            out = report.build(args.profile, source=args.report_source)
+            print(f"report: {out}")
     if summary.failed:
         for r in summary.failed:
             where = f" (executed notebook: {r.folder / (r.stage + '.ipynb')})" if r.status == "failed" else ""
@@ -36,6 +51,7 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from . import report
 
+    check_report(args)
     out = report.build(args.profile, source=args.report_source)
     print(f"report: {out}")
     return 0
@@ -71,6 +87,25 @@ def cmd_audit(args) -> int:
     return audit.main([args.path] + (["--json"] if args.json else []))
 
 
+def _languages_help() -> str:
+    """The languages there are configs for, and which of them a sample-corpus profile can run."""
+    from . import runplan, spec
+
+    known = spec.available("languages")
+    sample = set(runplan.sample_languages())
+    text = f"any of: {', '.join(known)}"
+    need_hub = [lang for lang in known if lang not in sample]
+    if need_hub:
+        text += (f" ({', '.join(need_hub)}: only on a profile with data.source: hub, e.g. full; "
+                 "the smoke profile's sample corpus cannot generate them)")
+    return text
+
+
+def _terminate(signum, frame):
+    """SIGTERM (scancel, kill) ends the run like Ctrl-C: finished stages kept, the lock released."""
+    raise KeyboardInterrupt
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import spec
 
@@ -79,13 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run stage notebooks with papermill, per language, then build the report")
     r.add_argument("--profile", default="smoke", help=f"one of: {', '.join(spec.available('profiles'))}")
-    r.add_argument("--languages", nargs="+", default=["ita"],
-                   help=f"any of: {', '.join(spec.available('languages'))}")
+    r.add_argument("--languages", nargs="+", default=["ita"], help=_languages_help())
     r.add_argument("--stages", nargs="+", default=None, help="stage keys, names or numbers (default: all)")
     r.add_argument("--force", action="store_true", help="rerun stages even when up to date")
     r.add_argument("--launcher", choices=["local", "slurm"], default="local")
     r.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a profile value, e.g. --set training.train_steps=50 (repeatable)")
+                   help="override a profile value, e.g. --set training.learning_rate=0.002 (repeatable; "
+                        "checked with the profile before any stage runs)")
     r.add_argument("--report-source", type=Path, default=None,
                    help="the report's markdown, to include the audit (e.g. ../shared/reference/tech-report.md)")
     r.add_argument("--no-report", action="store_true", help="do not rebuild the HTML report afterwards")
@@ -121,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         from .convert import main as convert_main
 
         return convert_main(argv[1:])
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

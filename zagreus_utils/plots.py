@@ -549,10 +549,9 @@ def run_frame(run_results) -> pd.DataFrame | None:
 PLOT_LANGUAGES = ("ita", "spa", "fra", "por")
 
 
-def parse_languages(value) -> list[str]:
+def language_list(value) -> list[str]:
     """Languages from a list or from text as papermill's ``-p`` passes it (``'["por"]'``,
-    ``"ita,por"``, ``"ita por"``); checked against the report's four languages and put in the
-    report's order (ita, spa, fra, por), so tables and figures follow the report whatever the input."""
+    ``"ita,por"``, ``"ita por"``)."""
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
@@ -562,7 +561,13 @@ def parse_languages(value) -> list[str]:
                 raise ZagreusError(f"languages {value!r} is not a JSON list; write e.g. '[\"ita\", \"por\"]'") from None
         else:
             value = [v for v in re.split(r"[,\s]+", text) if v]
-    languages = [str(v).strip() for v in value]
+    return [str(v).strip() for v in value]
+
+
+def parse_languages(value) -> list[str]:
+    """:func:`language_list`, checked against the report's four languages and put in the
+    report's order (ita, spa, fra, por), so tables and figures follow the report whatever the input."""
+    languages = language_list(value)
     unknown = [lang for lang in languages if lang not in PLOT_LANGUAGES]
     if unknown or not languages:
         raise ZagreusError(f"languages {unknown or languages} not in the report; choose from {', '.join(PLOT_LANGUAGES)}")

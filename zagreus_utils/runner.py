@@ -2,7 +2,9 @@
 
 ``zagreus run`` calls :func:`run`. Each language goes through the per-language stages in order and
 stops at its first failure (the failed notebook and a ``failed`` manifest stay for debugging)
-while the other languages go on; per-profile stages (the plots) run last, over whatever exists.
+while the other languages go on; per-profile stages (the plots) run last, over the languages asked
+for and those that have run. :func:`run` first checks everything checkable
+(:mod:`zagreus_utils.runplan`) and holds the run folder's lock (:mod:`zagreus_utils.lock`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import manifest, paths, spec as specs, stages as stage_mod
+from . import lock, manifest, paths, runplan, stages as stage_mod
 from .errors import ZagreusError
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -43,7 +45,8 @@ class RunSummary:
     def table(self) -> str:
         rows = [("language", "stage", "status", "seconds", "detail")]
         for r in self.results:
-            detail = r.error or (manifest.relative_to_repo(r.folder) if r.folder else "")
+            # the folder only: a failure's message is printed once, after the table (cli)
+            detail = manifest.relative_to_repo(r.folder) if r.folder else ""
             rows.append((r.language or "(all)", r.stage, r.status, f"{r.seconds:.1f}", detail))
         widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
         return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4]
@@ -250,42 +253,48 @@ def _launched(stage: stage_mod.Stage, folder: Path, launcher: str, started: floa
 def run(profile: str, languages: list[str], stage_keys: list[str] | None = None, *,
         force: bool = False, launcher: str = "local", overrides: dict | None = None,
         root: Path | None = None, notebooks: Path | None = None, progress: bool = True,
-        log=print) -> RunSummary:
-    """Run the selected stages for each language, then the per-profile stages.
+        log=print, report_source: Path | None = None) -> RunSummary:
+    """Check everything checkable, take the run folder's lock, then run the selected stages for
+    each language and the per-profile stages.
 
     ``root`` is the runs folder (default ``runs/``), ``notebooks`` the stage notebooks' folder.
     """
-    # Validate everything before running anything: a typo should not cost a half-run.
-    run_specs = {lang: specs.load_spec(lang, profile, overrides) for lang in languages}
-    profile_spec = specs.load_profile(profile, overrides)
-    selected = stage_mod.select(stage_keys, notebooks)
-    all_stages = stage_mod.discover(notebooks)
-    prepare_environment(profile, profile_spec.offline, root)
+    checked = runplan.plan(profile, languages, stage_keys, overrides=overrides, launcher=launcher,
+                           root=root, notebooks=notebooks, report_source=report_source)
+    with lock.hold(checked.folder, log):
+        return execute(checked, force=force, progress=progress, log=log)
+
+
+def execute(plan: runplan.Plan, *, force: bool = False, progress: bool = True, log=print) -> RunSummary:
+    """Run a checked plan (the caller holds the run folder's lock, see :func:`run`)."""
+    profile, languages, root = plan.profile, plan.languages, plan.root
+    launcher, overrides = plan.launcher, plan.overrides or None
+    prepare_environment(profile, plan.profile_spec.offline, root)
     summary = RunSummary(profile)
-    every_language = specs.available("languages")
 
     for lang in languages:
-        for stage in [s for s in selected if s.scope == "language"]:
+        for stage in [s for s in plan.selected if s.scope == "language"]:
             log(f"[{profile}/{lang}] {stage.name} ...")
-            res = execute_stage(stage, profile, lang, languages, all_stages,
-                                spec_digest=run_specs[lang].digest(), force=force, launcher=launcher,
+            res = execute_stage(stage, profile, lang, languages, plan.all_stages,
+                                spec_digest=plan.run_specs[lang].digest(), force=force, launcher=launcher,
                                 overrides=overrides, root=root, progress=progress)
             summary.results.append(res)
-            log(f"[{profile}/{lang}] {stage.name} {res.status} ({res.seconds:.1f} s)"
-                + (f": {res.error}" if res.error else ""))
+            # a failure's message is printed once, at the end (cli); here only that it happened
+            log(f"[{profile}/{lang}] {stage.name} {res.status} ({res.seconds:.1f} s)")
             if res.status in ("failed", "blocked"):
                 log(f"[{profile}/{lang}] stopping {lang} here; other languages go on")
                 break
 
-    for stage in [s for s in selected if s.scope == "profile"]:
-        log(f"[{profile}] {stage.name} ...")
-        res = execute_stage(stage, profile, None, every_language, all_stages,
-                            spec_digest=manifest.sha256_json(profile_spec.model_dump(mode="json")),
+    profile_stages = [s for s in plan.selected if s.scope == "profile"]
+    covered = runplan.profile_languages(languages, profile, root) if profile_stages else []
+    for stage in profile_stages:
+        log(f"[{profile}] {stage.name} ({', '.join(covered)}) ...")
+        res = execute_stage(stage, profile, None, covered, plan.all_stages,
+                            spec_digest=manifest.sha256_json(plan.profile_spec.model_dump(mode="json")),
                             force=force, launcher=launcher, overrides=overrides, root=root,
                             progress=progress)
         summary.results.append(res)
-        log(f"[{profile}] {stage.name} {res.status} ({res.seconds:.1f} s)"
-            + (f": {res.error}" if res.error else ""))
+        log(f"[{profile}] {stage.name} {res.status} ({res.seconds:.1f} s)")
     return summary
 
 

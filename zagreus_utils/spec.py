@@ -310,7 +310,8 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return current
 
 
-def _validate(model: type[BaseModel], data: Any, path: Path, sources: dict[str, Path] | None = None):
+def _validate(model: type[BaseModel], data: Any, path: Path, sources: dict[str, Path] | None = None,
+              overrides: dict[str, Any] | None = None):
     if not isinstance(data, dict):
         raise ZagreusError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     try:
@@ -326,6 +327,8 @@ def _validate(model: type[BaseModel], data: Any, path: Path, sources: dict[str, 
                 dotted = ".".join(str(p) for p in loc) or "(top level)"
             line = _key_line(file, loc)
             where = f"{file}:{line}" if line else str(file)
+            if overrides and dotted in overrides:  # the bad value came from the command line
+                where = override_text(dotted, overrides[dotted])
             if err["type"] == "extra_forbidden":
                 owner = _model_at(model if not sources else Spec, tuple(err["loc"]))
                 valid = ", ".join(owner.model_fields) if owner else "see the schema"
@@ -373,6 +376,23 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def override_text(dotted: str, value: Any) -> str:
+    """How an override reads on the command line: ``--set training.train_steps=50``."""
+    shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return f"--set {dotted}={shown}"
+
+
+def value_source(profile: str, dotted: str, overrides: dict[str, Any] | None = None,
+                 root: Path | None = None) -> str:
+    """Where a profile value comes from: the ``--set`` that gave it, else ``file:line``."""
+    if overrides and dotted in overrides:
+        return override_text(dotted, overrides[dotted])
+    path = _config_file("profiles", profile, root)
+    line = _key_line(path, tuple(dotted.split(".")))
+    shown = path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path
+    return f"{shown}:{line}" if line else str(shown)
+
+
 def load_language(code: str, root: Path | None = None) -> LanguageSpec:
     path = _config_file("languages", code, root)
     spec = _validate(LanguageSpec, read_yaml(path), path)
@@ -388,7 +408,7 @@ def load_profile(name: str, overrides: dict[str, Any] | None = None, root: Path 
         if not isinstance(data, dict):
             raise ZagreusError(f"{path}: expected a mapping of keys at the top level")
         data = _apply_overrides(data, overrides, path)
-    spec = _validate(ProfileSpec, data, path)
+    spec = _validate(ProfileSpec, data, path, overrides=overrides)
     if spec.name != name:
         raise ZagreusError(f"{path}: name {spec.name!r} does not match the file name; set name: {name}")
     return spec
