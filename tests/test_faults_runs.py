@@ -306,7 +306,7 @@ def test_readme_commands_work(tmp_path, monkeypatch):
     monkeypatch.chdir(paths.REPO_ROOT)  # the README's paths are relative to the checkout
     monkeypatch.setenv("ZAGREUS_RUNS", str(tmp_path / "runs"))
     commands = readme_commands()
-    assert len(commands) >= 7 and {c[0] for c in commands} == {"run", "report", "audit", "convert"}
+    assert len(commands) >= 7 and {c[0] for c in commands} == {"run", "report", "audit", "convert", "verify"}
     for argv in commands:
         if not Path("../shared/reference/tech-report.md").is_file():  # a checkout without shared/
             stand_in = tmp_path / "tech-report.md"
@@ -321,4 +321,7 @@ def test_readme_commands_work(tmp_path, monkeypatch):
             assert checked.languages and checked.selected, argv
         elif args.command == "report":
             cli.check_report(args)
+        elif args.command == "verify":  # nothing has run under the empty runs root: a clear refusal
+            with pytest.raises(ZagreusError, match="no stage manifests"):
+                cli.cmd_verify(args)
     assert not (tmp_path / "runs").exists()
