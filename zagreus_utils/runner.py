@@ -144,9 +144,9 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
 
     offered = {"profile": profile, "language": language, "languages": languages,
                "run_dir": str(paths.run_dir(profile, language if stage.scope == "language" else None, root)),
-               "out_dir": str(folder), "launcher": launcher, "overrides": overrides or {}}
+               "out_dir": str(folder), "launcher": launcher, "overrides": overrides or {}, "force": force}
     parameters = {k: v for k, v in offered.items() if k in stage.parameters}
-    fingerprint, inputs = _fingerprint(stage, parameters, spec_digest, upstream)
+    fingerprint, inputs = _fingerprint(stage, {k: v for k, v in parameters.items() if k != "force"}, spec_digest, upstream)
     if not force and manifest.is_up_to_date(folder, fingerprint):
         return StageResult(language, stage.name, "skipped", 0.0, "", folder)
 
