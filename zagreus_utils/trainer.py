@@ -471,11 +471,17 @@ def _differences(previous: dict | None, s: Settings, inputs: dict) -> str:
     parts = []
     before = previous.get("inputs") or {}
     if previous.get("digest") != s.digest():
-        old = previous.get("settings") or {}
-        now = json.loads(json.dumps(asdict(s)))  # as recorded (tuples as lists)
+        old, now = previous.get("settings") or {}, json.loads(json.dumps(asdict(s)))  # tuples as lists
+
+        def view(key, value):  # as the digest sees it: token folders and a local tokenizer by name
+            if key == "dataset_folders":
+                return [Path(f).name for f in value or ()]
+            return Path(value).name if key == "tokenizer_name_or_path" and value and Path(value).is_absolute() else value
+
         keys = [k for k, v in now.items() if k not in ("checkpoints_path", "resume_checkpoint_path")
-                and old.get(k) != v]
-        parts.append("settings" + (f" ({', '.join(keys[:6])})" if keys else ""))
+                and view(k, old.get(k)) != view(k, v)]
+        if keys:
+            parts.append(f"settings ({', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''})")
     if not before:
         parts.append("inputs not recorded")
     else:
