@@ -6,7 +6,32 @@
 """
 
 import json
+import random
 from pathlib import Path
+
+SOURCES = {"fineweb": "eng", "fineweb2": "ita", "finepdfs": "ita", "starcoderdata": "code"}
+WORDS = {"ita": "il gatto cane casa mare sole luna pane vino strada città libro amico scuola lavoro tempo".split(),
+         "eng": "the cat dog house sea sun moon bread wine road city book friend school work time".split(),
+         "code": "def return if else for while import class self print range len list dict".split()}
+DOCS = {"fineweb": 300, "fineweb2": 300, "finepdfs": 100, "starcoderdata": 150}
+
+
+def tiny_overrides(vocab: int, steps: int = 16, interval: int = 4) -> dict:
+    """A tiny Llama (2 layers, width 64) and a short schedule, as profile overrides."""
+    return {"model.hidden_size": 64, "model.intermediate_size": 128, "model.num_hidden_layers": 2,
+            "model.num_attention_heads": 4, "model.num_key_value_heads": 2, "model.max_position_embeddings": 64,
+            "tokenizer.vocab_size": vocab, "training.sequence_length": 64, "training.micro_batch_size": 4,
+            "training.train_steps": steps, "training.checkpoint_interval": interval,
+            "training.lr_warmup_steps": steps // 8, "training.lr_decay_starting_step": steps * 5 // 8,
+            "training.lr_decay_steps": steps - steps * 5 // 8}
+
+
+def make_stage02(run_dir: Path, seed: int = 0, scale: float = 1.0) -> int:
+    """A random word corpus per source (``scale`` x the document counts), tokenized by :func:`write_stage02`."""
+    rng = random.Random(seed)
+    corpus = {src: [" ".join(rng.choice(WORDS[kind]) for _ in range(rng.randint(20, 80))) + "."
+                    for _ in range(max(1, int(DOCS[src] * scale)))] for src, kind in SOURCES.items()}
+    return write_stage02(run_dir, corpus, vocab_size=512)
 
 
 def write_stage02(run_dir: Path, texts: dict[str, list[str]], vocab_size: int,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import stat
 import subprocess
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pretraining_helpers import write_stage02
+from pretraining_helpers import SOURCES, make_stage02, tiny_overrides
 
 from zagreus_utils import nanotron_config as ncfg
 from zagreus_utils import nanotron_logs, paths, planning, preflight, pretraining, sbatch
@@ -27,36 +26,14 @@ from zagreus_utils.errors import ZagreusError
 from zagreus_utils.spec import load_spec
 
 LANGS = ["ita", "spa", "fra", "por"]
-SOURCES = {"fineweb": "eng", "fineweb2": "ita", "finepdfs": "ita", "starcoderdata": "code"}
-WORDS = {"ita": "il gatto cane casa mare sole luna pane vino strada città libro amico scuola lavoro tempo".split(),
-         "eng": "the cat dog house sea sun moon bread wine road city book friend school work time".split(),
-         "code": "def return if else for while import class self print range len list dict".split()}
-DOCS = {"fineweb": 300, "fineweb2": 300, "finepdfs": 100, "starcoderdata": 150}
 STEPS, INTERVAL = 16, 4
-
-
-def tiny_overrides(vocab: int) -> dict:
-    return {"model.hidden_size": 64, "model.intermediate_size": 128, "model.num_hidden_layers": 2,
-            "model.num_attention_heads": 4, "model.num_key_value_heads": 2, "model.max_position_embeddings": 64,
-            "tokenizer.vocab_size": vocab, "training.sequence_length": 64, "training.micro_batch_size": 4,
-            "training.train_steps": STEPS, "training.checkpoint_interval": INTERVAL, "training.lr_warmup_steps": 2,
-            "training.lr_decay_starting_step": 10, "training.lr_decay_steps": 6}
-
-
-# --- fixtures: a stage-02 output of our own -------------------------------------------------
-
-def _make_stage02(run_dir: Path) -> int:
-    rng = random.Random(0)
-    corpus = {src: [" ".join(rng.choice(WORDS[kind]) for _ in range(rng.randint(20, 80))) + "."
-                    for _ in range(DOCS[src])] for src, kind in SOURCES.items()}
-    return write_stage02(run_dir, corpus, vocab_size=512)
 
 
 @pytest.fixture(scope="module")
 def stage02(tmp_path_factory):
     """``(run_dir, vocab)`` with 02_tokenization/{tokenizer, tokenized/<source>, manifest.json}."""
     run_dir = tmp_path_factory.mktemp("runs") / "smoke" / "ita"
-    vocab = _make_stage02(run_dir)
+    vocab = make_stage02(run_dir)
     return run_dir, vocab
 
 
@@ -504,7 +481,7 @@ def test_notebook_runs_on_the_stage(reference, tmp_path):
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert params[0].source.splitlines() == ['profile = "smoke"', 'language = "ita"', 'run_dir = ""', 'out_dir = ""',
-                                             'launcher = "local"', "overrides = {}"]
+                                             'launcher = "local"', "overrides = {}", "force = False"]
     out = tmp_path / "03.ipynb"
     pm.execute_notebook(str(nb_path), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
                         parameters={"run_dir": str(prep.run_dir), "launcher": "local",

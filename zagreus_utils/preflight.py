@@ -7,7 +7,8 @@ listing every failure with its fix, so that a typo costs seconds, not a queue wa
 - the config is one nanotron (main) accepts (strict keys, cross-field assertions);
 - data: every dataset folder exists and holds datatrove token files whose ``.metadata``
   tokenizer string equals the config's tokenizer and whose token size fits the vocabulary; the
-  tokenizer's vocabulary equals the model's ``vocab_size`` (nanotron asserts both);
+  tokenizer's vocabulary equals the model's ``vocab_size`` (nanotron asserts both); each ``.ds``
+  holds exactly the tokens its ``.ds.index`` says (a truncated or padded file is refused);
 - schedule: warmup, decay start and decay end fit in ``train_steps``; min lr <= lr;
 - sequence length <= ``max_position_embeddings``;
 - a resume path, when set, exists;
@@ -28,6 +29,8 @@ from . import paths, planning
 from .errors import ZagreusError
 
 GIB = 2**30
+RETOKENIZE = ("rerun the tokenization stage for this profile and language "
+              "(zagreus run --profile <profile> --languages <lang> --stages tokenization --force)")
 
 
 @dataclass
@@ -105,6 +108,33 @@ def read_metadata(folder: Path) -> list[tuple[Path, str, int]]:
     return found
 
 
+def token_file_problems(folder: Path, token_size: int | None = None) -> list[str]:
+    """One line per ``*.ds`` of a token folder whose size is not what its ``.ds.index`` says
+    (the last document end, in tokens, x the token size of its ``.metadata``)."""
+    import struct
+
+    sizes = {meta.name[:-len(".metadata")]: size for meta, _, size in read_metadata(folder)}
+    problems = []
+    for ds in sorted(Path(folder).glob("*.ds")):
+        index = ds.with_name(ds.name + ".index")
+        if not index.is_file():
+            continue  # datatrove reads a .ds without an index (positions from the tokens): nothing to compare
+        size = sizes.get(ds.name, token_size) or token_size
+        n_index = index.stat().st_size
+        if n_index % 8:
+            problems.append(f"{index} is {n_index} bytes, not a whole number of 8-byte document ends")
+            continue
+        with open(index, "rb") as fh:
+            if n_index:
+                fh.seek(-8, os.SEEK_END)
+            tokens = struct.unpack("<Q", fh.read(8))[0] if n_index else 0
+        have = ds.stat().st_size
+        if size and size > 0 and have != tokens * size:
+            problems.append(f"{ds} holds {have:,} bytes but its index {index.name} says {tokens:,} tokens x "
+                            f"{size} bytes = {tokens * size:,}: the file is truncated or corrupt")
+    return problems
+
+
 def _summary_for(folders: list[Path]) -> dict | None:
     for parent in {f.parent for f in folders}:
         path = parent / "summary.json"
@@ -171,7 +201,7 @@ def check_data(config: dict, base: Path = paths.REPO_ROOT) -> list[Check]:
         ds = ((stage or {}).get("data") or {}).get("dataset") or {}
         folders = ds.get("dataset_folder") or []
         folders = [folders] if isinstance(folders, str) else folders
-        missing, empty, mism, sizes = [], [], [], set()
+        missing, empty, mism, sizes, corrupt = [], [], [], set(), []
         for f in folders:
             folder = _resolve(f, base)
             all_folders.append(folder)
@@ -188,6 +218,7 @@ def check_data(config: dict, base: Path = paths.REPO_ROOT) -> list[Check]:
                 sizes.add(size)
                 if tok != tok_cfg:
                     mism.append(f"{meta.name} in {folder.name}: {tok!r}")
+            corrupt += token_file_problems(folder)
         name = f"data stage {stage.get('name', i)!r}: folders"
         if missing or empty:
             detail = "; ".join(([f"missing: {', '.join(missing)}"] if missing else [])
@@ -198,6 +229,12 @@ def check_data(config: dict, base: Path = paths.REPO_ROOT) -> list[Check]:
                                 "or fix data_stages[].data.dataset.dataset_folder"))
         else:
             checks.append(Check(name, True, f"{len(folders)} folder(s) with token files"))
+        if corrupt:
+            checks.append(Check("token files (.ds vs .ds.index)", False, "; ".join(corrupt),
+                                RETOKENIZE))
+        elif folders and not missing and not empty:
+            checks.append(Check("token files (.ds vs .ds.index)", True,
+                                "every .ds holds the tokens its .ds.index counts"))
         if mism:
             checks.append(Check("tokenizer string (.metadata vs config)", False,
                                 f"config tokenizer_name_or_path is {tok_cfg!r} but " + "; ".join(mism[:6])

@@ -148,9 +148,13 @@ def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path =
 
 
 def execute(prep: Prepared, *, progress: bool = True, log_samples: bool = False, dry_run: bool = False,
-            pending_timeout: float | None = 600):
+            pending_timeout: float | None = 600, force: bool = False):
     """Train locally (``local``), or submit the sbatch script and follow the job (``slurm``;
-    ``dry_run``: check it with ``bash -n`` and ``sbatch --test-only`` only)."""
+    ``dry_run``: check it with ``bash -n`` and ``sbatch --test-only`` only).
+
+    An earlier run in the stage folder is reused only when trained on the same settings, tokenizer
+    and token files; otherwise (or with ``force``) it is moved to ``previous/`` (named in the notes
+    and in ``pretraining.json``'s ``moved_aside``) and training starts over."""
     preflight.raise_if_failed(prep.checks)
     launch = manifest.LaunchRecord(prep.out_dir, "none (Slurm dry run)" if prep.launcher == "slurm" and dry_run
                                    else prep.launcher, prep.launcher)
@@ -166,11 +170,11 @@ def execute(prep: Prepared, *, progress: bool = True, log_samples: bool = False,
             raise ZagreusError(f"sbatch --test-only refused {prep.sbatch_path}: {dr.test_only_output}")
         if dry_run:
             return dr
-        return run_slurm(prep, launch, progress=progress, pending_timeout=pending_timeout)
+        return run_slurm(prep, launch, progress=progress, pending_timeout=pending_timeout, force=force)
     from . import trainer
 
-    result = trainer.train(prep.config, base=paths.REPO_ROOT, resume="auto", on_mismatch="restart",
-                           progress=progress, log_samples=log_samples)
+    result = trainer.train(prep.config, base=paths.REPO_ROOT, resume="auto", on_mismatch="move_aside",
+                           force=force, progress=progress, log_samples=log_samples)
     write_summary(prep, result)
     return result
 
@@ -183,6 +187,8 @@ def write_summary(prep: Prepared, result, **extra) -> Path:
         if summary.get(key):
             summary[key] = relative(summary[key], prep.out_dir)
     summary["checkpoints"] = [relative(c, prep.out_dir) for c in result.checkpoints]
+    if getattr(result, "moved_aside", None):
+        summary["moved_aside"] = [relative(m, prep.out_dir) for m in result.moved_aside]
     path = prep.out_dir / SUMMARY_FILE
     if result.status != "already complete" or not path.is_file():  # keep the record of the run that trained
         path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -213,7 +219,7 @@ def _step_text(metrics_path: Path, train_steps: int) -> str:
 
 
 def run_slurm(prep: Prepared, launch: manifest.LaunchRecord | None = None, *, progress: bool = True,
-              pending_timeout: float | None = 600, poll: float = 2.0):
+              pending_timeout: float | None = 600, poll: float = 2.0, force: bool = False):
     """Submit ``pretraining.sbatch`` (``sbatch --parsable``) and follow the job until it ends.
 
     The progress line shows the job's state and the last step in ``metrics.jsonl``. A job that
@@ -228,9 +234,9 @@ def run_slurm(prep: Prepared, launch: manifest.LaunchRecord | None = None, *, pr
     from . import trainer
 
     t0 = time.perf_counter()
-    if prep.entry == "local":
-        if trainer.clear_other_run(prep.config, base=paths.REPO_ROOT):  # once, before the ranks start
-            prep.notes.append("an earlier run with other settings was removed from the checkpoint folder")
+    moved = None
+    if prep.entry == "local":  # once, before the ranks start
+        moved = trainer.set_aside_other_run(prep.config, base=paths.REPO_ROOT, force=force)
     job_id = slurm.submit(prep.sbatch_path)
     log = prep.out_dir / f"slurm-{job_id}.out"
     (prep.out_dir / "slurm_job.json").write_text(json.dumps({"job_id": job_id, "script": SBATCH_FILE,
@@ -258,6 +264,10 @@ def run_slurm(prep: Prepared, launch: manifest.LaunchRecord | None = None, *, pr
                            f"{settings.checkpoints_path}/{trainer.RUN_FILE}; see {log}:\n{slurm.tail(log, 30)}")
     result.notes = list(result.notes) + [f"trained by Slurm job {job_id} ({seconds:.0f} s from submission to end; "
                                          f"log {log.name})"]
+    if moved is not None:
+        result.moved_aside = [str(moved), *result.moved_aside]
+        result.notes.append(f"the earlier run in {settings.checkpoints_path} was moved to {moved} "
+                            "(trained on other settings or inputs, or --force); delete it when no longer needed")
     write_summary(prep, result, slurm_job_id=job_id)
     return result
 

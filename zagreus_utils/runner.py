@@ -181,9 +181,11 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
 
     offered = {"profile": profile, "language": language, "languages": languages,
                "run_dir": str(paths.run_dir(profile, language if stage.scope == "language" else None, root)),
-               "out_dir": str(folder), "launcher": launcher, "overrides": overrides or {}}
+               "out_dir": str(folder), "launcher": launcher, "overrides": overrides or {}, "force": force}
     parameters = {k: v for k, v in offered.items() if k in stage.parameters}
-    fingerprint, inputs = _fingerprint(stage, parameters, spec_digest, upstream, profile,
+    # ``force`` reruns this stage once; it is not part of what the stage's outputs depend on
+    stable = {k: v for k, v in parameters.items() if k != "force"}
+    fingerprint, inputs = _fingerprint(stage, stable, spec_digest, upstream, profile,
                                        [language] if stage.scope == "language" else languages)
     why = "--force" if force else manifest.stale_reason(folder, fingerprint, inputs)
     if not why:

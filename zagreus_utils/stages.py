@@ -20,7 +20,7 @@ from .errors import ZagreusError
 _NAME = re.compile(r"^(\d\d)_([a-z][a-z0-9_]*)$")
 
 # Parameters the runner knows how to fill; a notebook declares the ones it takes.
-RUNNER_PARAMETERS = ("profile", "language", "languages", "run_dir", "out_dir", "launcher", "overrides")
+RUNNER_PARAMETERS = ("profile", "language", "languages", "run_dir", "out_dir", "launcher", "overrides", "force")
 
 
 @dataclass(frozen=True)

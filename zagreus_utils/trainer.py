@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,7 +52,9 @@ CHECKPOINT_PREFIX = "checkpoint-"
 RUN_FILE = "run.json"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
-_COMPLETE_MARKER = "trainer_state.json"  # written last by Trainer._save_checkpoint
+COMPLETE_RECORD = "zagreus_complete.json"  # written by the on_save callback: the weights' sizes and sha256
+STATE_FILES = ("optimizer.pt", "scheduler.pt", "trainer_state.json")  # the Trainer writes trainer_state.json last
+PREVIOUS = "previous"  # <stage>/previous/<time>-<label>/: earlier runs and incomplete checkpoints, moved aside
 
 
 # --- settings read from a nanotron config ---------------------------------------------------
@@ -157,10 +158,15 @@ class Settings:
         )
 
     def digest(self) -> str:
-        """Hash of what determines the training trajectory (not where it is written)."""
+        """Hash of the settings that determine the training trajectory, not of where files are:
+        the token folders by name (their content is in :func:`run_inputs`), a local tokenizer by
+        file name (its content likewise), a Hub tokenizer by its id."""
         d = asdict(self)
         for k in ("checkpoints_path", "resume_checkpoint_path"):
             d.pop(k)
+        d["dataset_folders"] = [Path(f).name for f in self.dataset_folders]
+        tok = self.tokenizer_name_or_path
+        d["tokenizer_name_or_path"] = Path(tok).name if tok and Path(tok).exists() else tok
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -271,12 +277,17 @@ class TokenDataset(Dataset):
                  weights: list[float] | None = None):
         from datatrove.utils.dataset import DatatroveFolderDataset
 
+        from .preflight import RETOKENIZE, token_file_problems
+
         self.folders = [str(f) for f in folders]
         self.seq_len = seq_len
         self.sources = []
         for f in self.folders:
             if not Path(f).is_dir():
                 raise ZagreusError(f"token folder {f} does not exist; run the tokenization stage first")
+            problems = token_file_problems(Path(f), token_size_of(f, vocab_size))
+            if problems:
+                raise ZagreusError(f"{problems[0]}; {RETOKENIZE}")
             try:
                 self.sources.append(DatatroveFolderDataset(
                     f, seq_len, filename_pattern="*.ds", recursive=False,
@@ -324,16 +335,185 @@ def collate(samples: list[dict]) -> dict:
 # --- checkpoints and logs -------------------------------------------------------------------
 
 def checkpoints(folder: str | Path, complete_only: bool = True) -> list[Path]:
-    """``checkpoint-<step>`` folders, by step (complete ones only by default)."""
+    """``checkpoint-<step>`` folders, by step (complete ones only by default: :func:`is_complete`)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     found = []
     for p in folder.glob(f"{CHECKPOINT_PREFIX}*"):
         step = p.name[len(CHECKPOINT_PREFIX):]
-        if p.is_dir() and step.isdigit() and (not complete_only or (p / _COMPLETE_MARKER).is_file()):
+        if p.is_dir() and step.isdigit() and (not complete_only or is_complete(p)):
             found.append((int(step), p))
     return [p for _, p in sorted(found)]
+
+
+def weight_files(checkpoint: str | Path) -> list[Path] | None:
+    """The model weights of a checkpoint: ``model.safetensors``, or the index and every shard it
+    lists; None when any is missing."""
+    ckpt = Path(checkpoint)
+    if (ckpt / "model.safetensors").is_file():
+        return [ckpt / "model.safetensors"]
+    index = ckpt / "model.safetensors.index.json"
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    files = [ckpt / name for name in shards]
+    return [index, *files] if files and all(f.is_file() for f in files) else None
+
+
+def record_complete(checkpoint: str | Path) -> Path:
+    """Write the checkpoint's completion record (size and sha256 of each weight file) once every
+    file of the checkpoint is there; what the Trainer's ``on_save`` calls."""
+    from .manifest import sha256_file
+
+    ckpt = Path(checkpoint)
+    weights = weight_files(ckpt)
+    missing = [name for name in STATE_FILES if not (ckpt / name).is_file()]
+    if weights is None or missing:
+        raise ZagreusError(f"{ckpt} is not a complete checkpoint (missing: {', '.join(missing) or 'model weights'})")
+    record = {"step": step_of(ckpt),
+              "files": {f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in weights}}
+    path = ckpt / COMPLETE_RECORD
+    _write_atomic(path, record)
+    return path
+
+
+def is_complete(checkpoint: str | Path) -> bool:
+    """Complete: its completion record is there, and so is every weight file it lists (with the
+    recorded size), the optimizer, the scheduler and the trainer state. Sizes only: see
+    :func:`verify_checkpoint` for the hashes."""
+    ckpt = Path(checkpoint)
+    record = _read_run_file(ckpt / COMPLETE_RECORD) or {}
+    files = record.get("files") if isinstance(record, dict) else None
+    weights = weight_files(ckpt)
+    if not files or weights is None or {f.name for f in weights} != set(files):
+        return False
+    if not all((ckpt / name).is_file() for name in STATE_FILES):
+        return False
+    return all((ckpt / name).stat().st_size == (info or {}).get("size") for name, info in files.items())
+
+
+def verify_checkpoint(checkpoint: str | Path) -> None:
+    """Raise a :class:`ZagreusError` naming the file unless the checkpoint is complete and each
+    weight file still has the sha256 recorded when it was saved."""
+    from .manifest import sha256_file
+
+    ckpt = Path(checkpoint)
+    if not is_complete(ckpt):
+        raise ZagreusError(f"{ckpt} is not a complete checkpoint (its weights, optimizer, scheduler, trainer state "
+                           f"or {COMPLETE_RECORD} are missing); point at a complete checkpoint-<step> folder")
+    for name, info in _read_run_file(ckpt / COMPLETE_RECORD)["files"].items():
+        if sha256_file(ckpt / name) != info.get("sha256"):
+            raise ZagreusError(f"{ckpt / name} differs from the sha256 recorded when it was saved (corrupt); "
+                               f"move {ckpt.name} out of {ckpt.parent} to resume from the checkpoint before it, "
+                               "or retrain with --force")
+
+
+# --- what a run was trained on, and moving an earlier run aside ---------------------------
+
+def _token_files(s: Settings) -> list[tuple[str, Path]]:
+    """(key, file) of every token file the run reads: ``*.ds``, their index and metadata files."""
+    found = []
+    for i, folder in enumerate(s.dataset_folders):
+        folder = Path(folder)
+        if folder.is_dir():
+            for f in sorted(folder.iterdir()):
+                if f.is_file() and (f.name.endswith(".ds") or ".ds." in f.name or f.suffix == ".metadata"):
+                    found.append((f"{i}:{folder.name}/{f.name}", f))
+    return found
+
+
+def _tokenizer_files(name: str) -> list[Path]:
+    """The files the trainer loads the tokenizer from (see :func:`_load_tokenizer`)."""
+    p = Path(name) if name else None
+    if p is not None and p.is_file() and (p.parent / "tokenizer_config.json").is_file():
+        p = p.parent
+    if p is not None and p.is_dir():
+        return sorted(f for f in p.iterdir() if f.is_file())
+    if p is not None and p.is_file():
+        return [p]
+    if name:
+        try:  # a Hub id: the cached files, when there are any
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = [try_to_load_from_cache(name, f) for f in ("tokenizer.json", "tokenizer_config.json")]
+            return [Path(c) for c in cached if isinstance(c, str)]
+        except Exception:
+            return []
+    return []
+
+
+def run_inputs(s: Settings, known: dict | None = None) -> tuple[str, dict]:
+    """(fingerprint, record) of what a run is trained on: its settings (:meth:`Settings.digest`),
+    the tokenizer's files and the token files, by content (sha256). A token file whose size and
+    mtime equal those in ``known`` (an earlier record) keeps its recorded hash; others are hashed."""
+    from .manifest import sha256_file, sha256_json
+
+    known_files = (known or {}).get("token_files") or {}
+    files = {}
+    for key, f in _token_files(s):
+        st = f.stat()
+        old = known_files.get(key) or {}
+        same = old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old.get("sha256")
+        files[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                      "sha256": old["sha256"] if same else sha256_file(f)}
+    tokenizer = {f.name: sha256_file(f) for f in _tokenizer_files(s.tokenizer_name_or_path)}
+    record = {"settings": s.digest(), "tokenizer": tokenizer, "token_files": files}
+    fingerprint = sha256_json([record["settings"], tokenizer, {k: v["sha256"] for k, v in files.items()}])[:16]
+    return fingerprint, record
+
+
+def _differences(previous: dict | None, s: Settings, inputs: dict) -> str:
+    """What differs between an earlier run's record and this run (for messages)."""
+    if not previous:
+        return "checkpoints without a run record"
+    parts = []
+    before = previous.get("inputs") or {}
+    if previous.get("digest") != s.digest():
+        old, now = previous.get("settings") or {}, json.loads(json.dumps(asdict(s)))  # tuples as lists
+
+        def view(key, value):  # as the digest sees it: token folders and a local tokenizer by name
+            if key == "dataset_folders":
+                return [Path(f).name for f in value or ()]
+            return Path(value).name if key == "tokenizer_name_or_path" and value and Path(value).is_absolute() else value
+
+        keys = [k for k, v in now.items() if k not in ("checkpoints_path", "resume_checkpoint_path")
+                and view(k, old.get(k)) != view(k, v)]
+        if keys:
+            parts.append(f"settings ({', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''})")
+    if not before:
+        parts.append("inputs not recorded")
+    else:
+        if before.get("tokenizer") != inputs["tokenizer"]:
+            parts.append("tokenizer")
+        old_files = {k: v.get("sha256") for k, v in (before.get("token_files") or {}).items()}
+        new_files = {k: v["sha256"] for k, v in inputs["token_files"].items()}
+        changed = sorted(k.split(":", 1)[-1] for k in set(old_files) | set(new_files)
+                         if old_files.get(k) != new_files.get(k))
+        if changed:
+            parts.append(f"token files ({', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''})")
+    return ", ".join(parts) or "other inputs"
+
+
+def move_aside(items: list[Path], stage: Path, label: str, reason: str) -> Path | None:
+    """Move the existing ``items`` (checkpoint folders, logs) into ``<stage>/previous/<time>-<label>/``
+    with a ``moved.json`` saying why; nothing is deleted. Returns that folder (None: nothing to move)."""
+    items = [p for p in items if p is not None and p.exists()]
+    if not items:
+        return None
+    base = Path(stage) / PREVIOUS / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
+    dest, n = base, 1
+    while dest.exists():
+        n += 1
+        dest = base.with_name(f"{base.name}-{n}")
+    dest.mkdir(parents=True)
+    for p in items:
+        os.replace(p, dest / p.name)
+    _write_atomic(dest / "moved.json", {"reason": reason, "from": str(Path(stage)),
+                                       "items": [p.name for p in items],
+                                       "moved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return dest
 
 
 def step_of(checkpoint: str | Path) -> int:
@@ -387,6 +567,10 @@ def _metrics_callback_class():
                 with open(self.samples_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps({"step": state.global_step, "samples": list(self.sink)}) + "\n")
             self.sink.clear()
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:  # the Trainer has written the whole checkpoint: record it
+                record_complete(Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs or not state.is_world_process_zero:
@@ -467,6 +651,8 @@ class TrainResult:
     samples_per_source: dict = field(default_factory=dict)
     epochs_of_data: float = 0.0
     notes: list[str] = field(default_factory=list)
+    fingerprint: str = ""           # of the settings, tokenizer and token files trained on (run_inputs)
+    moved_aside: list[str] = field(default_factory=list)  # earlier runs / incomplete checkpoints moved, not deleted
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -501,18 +687,24 @@ def _metrics_summary(path: Path) -> tuple[float | None, float | None, float | No
 
 
 def train(config: dict | str | Path, *, base: str | Path | None = None, output_dir: str | Path | None = None,
-          resume: str | bool = "auto", on_mismatch: str = "error", progress: bool = True,
+          resume: str | bool = "auto", on_mismatch: str = "error", force: bool = False, progress: bool = True,
           log_samples: bool = False, metrics_path: str | Path | None = None) -> TrainResult:
     """Train (or resume, or find complete) the run a nanotron config describes.
 
-    ``resume``: ``"auto"`` continues from the last complete checkpoint in the output folder when
-    there is one, ``False`` requires an empty folder, a path resumes from that checkpoint (the
-    config's ``checkpoints.resume_checkpoint_path`` is used when set). ``on_mismatch``: what to do
-    when the output folder holds a run with different settings: ``"error"`` or ``"restart"``
-    (delete its checkpoints and logs).
+    A run is reused (resumed, or found complete) only when it was trained on the same settings,
+    tokenizer and token files (:func:`run_inputs`, recorded in ``run.json``). ``resume``:
+    ``"auto"`` continues from the last complete checkpoint in the output folder when there is one,
+    ``False`` requires an empty folder, a path resumes from that checkpoint (the config's
+    ``checkpoints.resume_checkpoint_path`` is used when set). ``on_mismatch``: what to do when the
+    output folder holds a run trained on other settings or inputs: ``"error"``, or ``"move_aside"``
+    (alias ``"restart"``: move it to ``<stage>/previous/`` and start over). ``force``: move any
+    earlier run aside and train from scratch. Nothing is deleted: incomplete checkpoints (a kill
+    mid-save) are moved aside too, and every move is named in the result's notes and ``moved_aside``.
     """
     import torch
 
+    if on_mismatch not in ("error", "move_aside", "restart"):
+        raise ZagreusError(f"on_mismatch must be 'error' or 'move_aside', not {on_mismatch!r}")
     if isinstance(config, (str, Path)):
         from .nanotron_config import load
 
@@ -525,27 +717,27 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     metrics = Path(metrics_path) if metrics_path else out.parent / METRICS
     samples = out.parent / SAMPLES if log_samples else None
     notes: list[str] = []
+    moved: list[str] = []
     # Under torchrun every rank runs this; only rank 0 changes the folder (the others read it).
     main = int(os.environ.get("RANK", "0")) == 0
 
-    # what is already there
+    # what is already there, and was it trained on these settings and inputs?
     run_file = out / RUN_FILE
     previous = _read_run_file(run_file)
-    existing = checkpoints(out, complete_only=False)
-    if _other_run(previous, existing, s):
-        if on_mismatch != "restart":
-            raise ZagreusError(f"{out} holds checkpoints of a run with different settings; delete the folder, "
-                               "choose another output folder, or pass on_mismatch='restart'")
-        if main:
-            for p in existing:
-                shutil.rmtree(p, ignore_errors=True)
-            for p in (metrics, samples, run_file):
-                if p is not None and p.is_file():
-                    p.unlink()
-        notes.append("an earlier run with other settings was removed from the output folder")
-        existing = []
-    run_record = {"digest": s.digest(), "settings": asdict(s)}
-    if previous and previous.get("digest") == s.digest() and previous.get("result"):
+    fingerprint, inputs = run_inputs(s, (previous or {}).get("inputs"))
+    if force or _other_run(previous, out, fingerprint):
+        reason = "retrained on request (force)" if force else \
+            f"trained on other {_differences(previous, s, inputs)}"
+        if not force and on_mismatch == "error":
+            raise ZagreusError(f"{out} holds a run {reason}; rerun with --restart-on-mismatch (moves it to "
+                               f"{out.parent / PREVIOUS}/), or choose another output folder")
+        dest = _set_aside_run(out, metrics, samples, previous, reason) if main else None
+        if dest is not None:
+            moved.append(str(dest))
+            notes.append(f"the earlier run in {out} ({reason}) was moved to {dest}; delete it when no longer needed")
+        previous = None
+    run_record = {"digest": s.digest(), "fingerprint": fingerprint, "settings": asdict(s), "inputs": inputs}
+    if previous and previous.get("result"):
         run_record["result"] = previous["result"]
     if main:
         _write_atomic(run_file, run_record)
@@ -554,21 +746,25 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     explicit = resume if isinstance(resume, (str, Path)) and resume != "auto" else s.resume_checkpoint_path
     if explicit:
         resume_from = Path(explicit)
-        if not (resume_from / _COMPLETE_MARKER).is_file():
-            raise ZagreusError(f"cannot resume from {resume_from}: not a complete checkpoint folder "
-                               f"(no {_COMPLETE_MARKER}); point at a checkpoint-<step> folder")
+        verify_checkpoint(resume_from)
     elif resume == "auto":
         done = checkpoints(out)
         resume_from = done[-1] if done else None
-    elif existing:
+        if resume_from is not None:
+            verify_checkpoint(resume_from)
+    elif checkpoints(out, complete_only=False):
         raise ZagreusError(f"{out} already holds checkpoints; pass resume='auto' to continue or choose another folder")
-    if resume_from is not None and main:
-        for p in checkpoints(out, complete_only=False):  # half-written or later ones (a kill mid-save)
-            if step_of(p) > step_of(resume_from) or not (p / _COMPLETE_MARKER).is_file():
-                shutil.rmtree(p)
+    if main and (resume_from is not None or resume == "auto"):
+        last = step_of(resume_from) if resume_from is not None else 0
+        stale = [p for p in checkpoints(out, complete_only=False) if step_of(p) > last or not is_complete(p)]
+        dest = move_aside(stale, out.parent, "incomplete", f"incomplete checkpoints, or after the one resumed from "
+                          f"({resume_from.name if resume_from is not None else 'none: training from scratch'})")
+        if dest is not None:
+            moved.append(str(dest))
+            notes.append(f"{', '.join(p.name for p in stale)} (incomplete, or after the resume point) moved to {dest}")
         for p in (metrics, samples):
             if p is not None:
-                _truncate_jsonl(p, step_of(resume_from))
+                _truncate_jsonl(p, step_of(resume_from) if resume_from is not None else 0)
 
     ckpts = checkpoints(out)
     if resume_from is not None and step_of(resume_from) >= s.train_steps:
@@ -579,7 +775,9 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
         for key in ("scheduler", "device", "precision", "parameters", "samples_per_source", "epochs_of_data"):
             if key in stored:
                 setattr(res, key, stored[key])
-        res.notes = notes + [f"the run was already complete (trained in {stored.get('wall_s', 0):.1f} s); nothing trained"]
+        res.fingerprint, res.moved_aside = fingerprint, moved
+        res.notes = notes + [f"the run was already complete (trained in {stored.get('wall_s', 0):.1f} s on the same "
+                             f"settings, tokenizer and token files: fingerprint {fingerprint}); nothing trained"]
         return res
 
     from transformers import TrainingArguments, set_seed
@@ -645,7 +843,8 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
         trainer.state.global_step, str(resume_from) if resume_from else None,
         "resumed" if resume_from else "trained", wall, first, last, tps, how,
         "cuda" if cuda else "cpu", "bf16 autocast" if bf16 else "fp32",
-        sum(p.numel() for p in model.parameters()), dataset.samples_per_source(), dataset.epochs, notes)
+        sum(p.numel() for p in model.parameters()), dataset.samples_per_source(), dataset.epochs, notes,
+        fingerprint, moved)
     run_record["result"] = result.as_dict()
     if main:
         _write_atomic(run_file, run_record)
@@ -659,15 +858,32 @@ def _read_run_file(path: Path) -> dict | None:
         return None
 
 
-def _other_run(previous: dict | None, existing: list[Path], s: Settings) -> bool:
-    """The output folder holds a run with other settings (or checkpoints without a record)."""
-    return bool(previous and previous.get("digest") != s.digest() or (existing and not previous))
+def _other_run(previous: dict | None, out: Path, fingerprint: str) -> bool:
+    """The output folder holds a run trained on other settings or inputs (or checkpoints without a record)."""
+    if previous:
+        return previous.get("fingerprint") != fingerprint
+    return bool(checkpoints(out, complete_only=False))
 
 
-def clear_other_run(config: dict | str | Path, *, base: str | Path | None = None) -> bool:
-    """Remove the checkpoints and logs of a run with other settings from the config's output
-    folder: what ``train(on_mismatch="restart")`` does, done once by the launching process before
-    a multi-process (torchrun/Slurm) run, so that the ranks never race over it. True if it removed."""
+def _set_aside_run(out: Path, metrics: Path, samples: Path | None, previous: dict | None, reason: str) -> Path | None:
+    """Move an earlier run (its checkpoint folder with ``run.json``, its logs) to ``<stage>/previous/``;
+    a record with no checkpoint and no log holds nothing computed and is just replaced."""
+    logs = [p for p in (metrics, samples, out.parent / SAMPLES) if p is not None and p.is_file()]
+    if not checkpoints(out, complete_only=False) and not logs:
+        return None
+    label = ((previous or {}).get("fingerprint") or "unrecorded")[:8]
+    dest = move_aside([out, *dict.fromkeys(logs)], out.parent, label, reason)
+    out.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+def set_aside_other_run(config: dict | str | Path, *, base: str | Path | None = None,
+                        force: bool = False) -> Path | None:
+    """Before a multi-process (torchrun/Slurm) run, done once by the launching process so that the
+    ranks never race over it: move an earlier run trained on other settings or inputs (any run,
+    with ``force``) to ``<stage>/previous/``, as ``train(on_mismatch="move_aside")`` does, and write
+    this run's record (so that the ranks agree and need not hash the token files again). Returns
+    where the earlier run went (None: nothing moved)."""
     if isinstance(config, (str, Path)):
         from .nanotron_config import load
 
@@ -675,15 +891,19 @@ def clear_other_run(config: dict | str | Path, *, base: str | Path | None = None
     s = Settings.from_nanotron(config, base)
     out = Path(s.checkpoints_path)
     run_file = out / RUN_FILE
-    existing = checkpoints(out, complete_only=False)
-    if not _other_run(_read_run_file(run_file), existing, s):
-        return False
-    for p in existing:
-        shutil.rmtree(p, ignore_errors=True)
-    for p in (out.parent / METRICS, out.parent / SAMPLES, run_file):
-        if p.is_file():
-            p.unlink()
-    return True
+    previous = _read_run_file(run_file)
+    fingerprint, inputs = run_inputs(s, (previous or {}).get("inputs"))
+    dest = None
+    if force or _other_run(previous, out, fingerprint):
+        reason = "retrained on request (force)" if force else f"trained on other {_differences(previous, s, inputs)}"
+        dest = _set_aside_run(out, out.parent / METRICS, out.parent / SAMPLES, previous, reason)
+        previous = None
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"digest": s.digest(), "fingerprint": fingerprint, "settings": asdict(s), "inputs": inputs}
+    if previous and previous.get("result"):
+        record["result"] = previous["result"]
+    _write_atomic(run_file, record)
+    return dest
 
 
 def _write_atomic(path: Path, record: dict) -> None:
@@ -710,14 +930,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-dir", default=None, help="checkpoint folder (default: the config's checkpoints_path)")
     ap.add_argument("--resume", default="auto", help="'auto' (default), 'no', or a checkpoint folder")
     ap.add_argument("--restart-on-mismatch", action="store_true",
-                    help="delete an earlier run with other settings in the output folder")
+                    help="move an earlier run trained on other settings or inputs to <stage>/previous/ and start over")
+    ap.add_argument("--force", action="store_true",
+                    help="move any earlier run to <stage>/previous/ and train from scratch")
     ap.add_argument("--log-samples", action="store_true", help="write samples.jsonl (sample indices per step)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     resume: str | bool = False if args.resume == "no" else args.resume
     try:
         res = train(args.config_file, output_dir=args.output_dir, resume=resume,
-                    on_mismatch="restart" if args.restart_on_mismatch else "error",
+                    on_mismatch="move_aside" if args.restart_on_mismatch else "error", force=args.force,
                     progress=not args.no_progress, log_samples=args.log_samples)
     except ZagreusError as exc:
         print(f"error: {exc}", file=sys.stderr)
