@@ -21,7 +21,7 @@ from .spec import Spec, load_spec
 
 STAGE = "04_conversion"
 CARD = "README.md"
-CHECKPOINT_INFO = "zagreus_checkpoint.json"
+CHECKPOINT_INFO = convert.CHECKPOINT_INFO
 
 
 def resolve_dirs(profile: str, language: str, run_dir="", out_dir="") -> tuple[Path, Path]:

@@ -44,6 +44,7 @@ from .errors import ZagreusError
 
 CHECKPOINT_VERSION = "1.5"  # nanotron's CHECKPOINT_VERSION on main (2026)
 MAX_SHARD_BYTES = 2 * 1024**3  # Hugging Face weight files are split at 2 GB
+CHECKPOINT_INFO = "zagreus_checkpoint.json"  # step and tokens seen, written by stage 04 beside the weights
 
 NT_EMBED = "model.token_position_embeddings.pp_block.token_embedding.weight"
 NT_LM_HEAD = "model.lm_head.pp_block.weight"
@@ -995,7 +996,8 @@ def _belongs_to_model(p: Path) -> bool:
     """A file of a model folder that a replacing model must not inherit: weights, configs, tokenizer."""
     name = p.name
     return (name in _HF_MODEL_FILES or name in ("model", "model_config.json", "checkpoint_metadata.json",
-                                                 "config.yaml", "generation_config.json")
+                                                 "config.yaml", "generation_config.json", "README.md",
+                                                 CHECKPOINT_INFO)
             or name.startswith("tokenizer") or name in TOKENIZER_FILES
             or re.fullmatch(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)", name) is not None)
 

@@ -41,6 +41,14 @@ class Document:
     tables: list[Table]
     code_blocks: list[CodeBlock]
     lines: list[str]
+    # what readers derive from the whole document once (headings, parsed YAML, indexes), by name
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def memo(self, key: str, compute):
+        """``compute()`` the first time ``key`` is asked for, the stored value afterwards."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
 
 def split_row(line: str) -> list[str]:
