@@ -144,6 +144,40 @@ def test_overwrite_replaces_the_model_only_when_verified(tmp_path):
     assert leftovers(tmp_path, "hf") == []
 
 
+def test_finding6_failed_verification_in_the_stage_keeps_earlier_conversions(tmp_path):
+    """Stage 04 (full profile, cluster checkpoints): a checkpoint that fails verification leaves no
+    hf/step-<N> behind, and the one converted before it stays as it was."""
+    import yaml
+
+    from zagreus_utils import conversion, spec
+    from zagreus_utils.errors import ZagreusError
+
+    cfg = nanotron_config(tied=True)
+    cluster = tmp_path / "cluster"
+    write_nt(cluster / "1000", cfg, random_fused(cfg, seed=1))
+    write_nt(cluster / "2000", cfg, random_fused(cfg, seed=2))
+    rd = tmp_path / "full" / "ita"
+    (rd / "03_pretraining").mkdir(parents=True)
+    (rd / "03_pretraining" / "nanotron_config.yaml").write_text(
+        yaml.safe_dump({"checkpoints": {"checkpoints_path": str(cluster)}}))
+    out = rd / "04_conversion"
+    out.mkdir()
+    s = spec.load_spec("ita", "full")
+    conversion.convert_all(s, rd, out, progress=False)
+    before = snapshot(out / "hf")
+    assert f"step-2000/{conversion.CHECKPOINT_INFO}" in before
+
+    diverged = random_fused(cfg, seed=3)
+    diverged[C.NT_EMBED][:] = float("inf")
+    C.write_nanotron_checkpoint(cluster / "2000", cfg, diverged.items(), overwrite=True)
+    write_nt(cluster / "3000", cfg, diverged)
+    with pytest.raises(ZagreusError, match="verification failed"):
+        conversion.convert_all(s, rd, out, progress=False)
+    assert snapshot(out / "hf") == before  # step-1000 rewritten identically, step-2000 untouched
+    assert [m.name for m in conversion.hf_models(out)] == ["step-1000", "step-2000"]
+    assert sorted(p.name for p in (out / "hf").iterdir()) == ["step-1000", "step-2000"]
+
+
 # ------------------------------------------------------------------------ disk faults
 
 

@@ -209,6 +209,28 @@ def detect_tool(data: Any) -> str:
     return "axolotl" if axolotl >= 2 else ""
 
 
+# libyaml's parser when PyYAML has it (same documents, several times faster); the pure-Python
+# one reads what libyaml rejects, so the complaints quoted in findings are PyYAML's own.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """(node, value) of a YAML document, read in one pass (as ``yaml.compose`` + ``yaml.safe_load``)."""
+    try:
+        return _load_yaml(text, _FAST_LOADER)
+    except yaml.YAMLError:
+        return _load_yaml(text, yaml.SafeLoader)
+
+
+def _load_yaml(text: str, loader_class) -> tuple[yaml.Node | None, Any]:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(block: CodeBlock) -> YamlBlock:
     """Parse a YAML block; when a line is indented too far, retry with it re-indented."""
     out = YamlBlock(block)
@@ -217,8 +239,7 @@ def read_yaml(block: CodeBlock) -> YamlBlock:
     for _ in range(10):
         text = "\n".join(lines)
         try:
-            node = yaml.compose(text)
-            out.data = yaml.safe_load(text)
+            node, out.data = _parse_yaml(text)
             out.key_lines = _key_lines(node, base) if node is not None else {}
             break
         except yaml.MarkedYAMLError as exc:
@@ -321,7 +342,13 @@ def _clean(text: str) -> str:
 
 
 def score_columns(table: Table) -> tuple[list[int], list[int]]:
-    """(score columns, average columns) of a results table."""
+    """(score columns, average columns) of a results table (worked out once per table)."""
+    if table.columns is None:
+        table.columns = _score_columns(table)
+    return table.columns
+
+
+def _score_columns(table: Table) -> tuple[list[int], list[int]]:
     scores, averages = [], []
     for j, head in enumerate(table.header):
         cells = [cell_number(r[j]) if j < len(r) else None for r in table.rows]
@@ -1153,6 +1180,9 @@ def check_dataset_sources(doc: Document) -> list[Finding]:
     if not sources:
         return []
     out = []
+    source_words = list(dict.fromkeys(frozenset(_words(s.name)) for s in sources))  # distinct ones
+    listed = ", ".join(sorted({s.name.split("/viewer/")[0] for s in sources}))
+    known: dict[str, bool] = {}  # folder name -> matches a listed source
     for y in yaml_blocks(doc):
         if y.tool != "nanotron":
             continue
@@ -1163,10 +1193,11 @@ def check_dataset_sources(doc: Document) -> list[Finding]:
             for f_idx, folder in enumerate(folders):
                 parts = [p for p in str(folder).split("/") if _words(p)]
                 name = parts[0] if parts else str(folder)
-                if name in reported or any(_matches(_words(name), _words(s.name)) for s in sources):
+                if name not in known:
+                    known[name] = any(_matches(_words(name), words) for words in source_words)
+                if name in reported or known[name]:
                     continue
                 reported.add(name)
-                listed = ", ".join(sorted({s.name.split("/viewer/")[0] for s in sources}))
                 at = ("data_stages", s_idx, "data", "dataset", "dataset_folder", f_idx)
                 out.append(finding(doc, "dataset_sources", y.line_of(at),
                                    f"dataset folder {folder}",

@@ -22,6 +22,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     row_lines: list[int] = field(default_factory=list)
+    columns: tuple | None = field(default=None, repr=False, compare=False)  # audit: (scores, averages)
 
     def records(self) -> list[dict[str, str]]:
         return [dict(zip(self.header, row)) for row in self.rows]
