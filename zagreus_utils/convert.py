@@ -949,8 +949,8 @@ def staged_target(dst: Path, src: Path | None = None, overwrite: bool = False) -
     removed and ``dst`` is left exactly as it was. With ``overwrite`` a model already in ``dst``
     is replaced as a whole folder; into an existing folder without a model the files are moved.
     Disk faults (read-only, full, permissions) become one :class:`ZagreusError` naming the path."""
-    dst = Path(dst)
-    _check_target(dst, src, overwrite)
+    _check_target(Path(dst), src, overwrite)
+    dst = Path(os.path.realpath(dst))  # "." or a symlink: the folder itself, beside its siblings
     work = staging_folder(dst)
     try:
         if work.exists():  # left by an earlier process with the same pid that was killed
