@@ -1393,13 +1393,13 @@ def hf_to_nanotron(src, dst, tp: int = 1, overwrite: bool = False, verify: bool 
                 ref.feed(name, t)
             yield name, t
 
-    ids = reference_inputs(arch.vocab_size)
-    src_logits = hf_logits(src, ids) if verify else None
-    ref = _reference(arch, ids, report) if verify else None
-    if ref is None:
-        src_logits = None
     tokenizer = str(src.resolve()) if any(_tokenizer_files(src)) else None
-    with staged_target(dst, src, overwrite) as work:
+    with staged_target(dst, src, overwrite) as work:  # first: an unwritable DST fails before any work
+        ids = reference_inputs(arch.vocab_size)
+        src_logits = hf_logits(src, ids) if verify else None
+        ref = _reference(arch, ids, report) if verify else None
+        if ref is None:
+            src_logits = None
         try:
             params, files, nbytes = _write_nanotron(work, arch, nt_cfg, stream(), tp, tokenizer, src.name, src)
         finally:
