@@ -8,6 +8,7 @@ tools' schemas, launch scripts and logs against the configs, prose against the a
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import re
 from dataclasses import dataclass, field
@@ -52,7 +53,11 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
 def headings(doc: Document) -> list[tuple[int, int, str]]:
-    """(line, level, title) of every heading outside code blocks."""
+    """(line, level, title) of every heading outside code blocks (read once per document)."""
+    return doc.memo("headings", lambda: _scan_headings(doc))
+
+
+def _scan_headings(doc: Document) -> list[tuple[int, int, str]]:
     out, fence = [], None
     for i, line in enumerate(doc.lines, 1):
         m = _FENCE.match(line)
@@ -66,14 +71,21 @@ def headings(doc: Document) -> list[tuple[int, int, str]]:
 
 def heading_at(doc: Document, line: int) -> str:
     """Where ``line`` sits: its section and subsection (``Zagreus-0.4B-fra (French) › Evaluation Command``)."""
-    stack: list[tuple[int, str]] = []
+    lines, labels = doc.memo("heading_labels", lambda: _heading_labels(doc))
+    k = bisect.bisect_right(lines, line)
+    return labels[k - 1] if k else ""
+
+
+def _heading_labels(doc: Document) -> tuple[list[int], list[str]]:
+    """Heading lines, and for each the label :func:`heading_at` gives the lines below it."""
+    lines, labels, stack = [], [], []
     for at, level, text in headings(doc):
-        if at > line:
-            break
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, text))
-    return " › ".join(text for _, text in stack[-2:])
+        lines.append(at)
+        labels.append(" › ".join(t for _, t in stack[-2:]))
+    return lines, labels
 
 
 def code_lines(doc: Document) -> set[int]:
@@ -197,6 +209,28 @@ def detect_tool(data: Any) -> str:
     return "axolotl" if axolotl >= 2 else ""
 
 
+# libyaml's parser when PyYAML has it (same documents, several times faster); the pure-Python
+# one reads what libyaml rejects, so the complaints quoted in findings are PyYAML's own.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """(node, value) of a YAML document, read in one pass (as ``yaml.compose`` + ``yaml.safe_load``)."""
+    try:
+        return _load_yaml(text, _FAST_LOADER)
+    except yaml.YAMLError:
+        return _load_yaml(text, yaml.SafeLoader)
+
+
+def _load_yaml(text: str, loader_class) -> tuple[yaml.Node | None, Any]:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(block: CodeBlock) -> YamlBlock:
     """Parse a YAML block; when a line is indented too far, retry with it re-indented."""
     out = YamlBlock(block)
@@ -205,8 +239,7 @@ def read_yaml(block: CodeBlock) -> YamlBlock:
     for _ in range(10):
         text = "\n".join(lines)
         try:
-            node = yaml.compose(text)
-            out.data = yaml.safe_load(text)
+            node, out.data = _parse_yaml(text)
             out.key_lines = _key_lines(node, base) if node is not None else {}
             break
         except yaml.MarkedYAMLError as exc:
@@ -229,36 +262,36 @@ def read_yaml(block: CodeBlock) -> YamlBlock:
     return out
 
 
-_YAML_CACHE: dict[tuple, YamlBlock] = {}
 
 
 def yaml_blocks(doc: Document) -> list[YamlBlock]:
-    """The document's YAML blocks, parsed (memoised on line and text: checks ask repeatedly)."""
-    out = []
-    for block in doc.code_blocks:
-        if block.lang in ("yaml", "yml"):
-            key = (block.line, block.text, tuple(block.headings))
-            if key not in _YAML_CACHE:
-                if len(_YAML_CACHE) > 256:
-                    _YAML_CACHE.clear()
-                _YAML_CACHE[key] = read_yaml(block)
-            out.append(_YAML_CACHE[key])
-    return out
+    """The document's YAML blocks, parsed once per document (checks ask repeatedly)."""
+    return doc.memo("yaml_blocks", lambda: [read_yaml(b) for b in doc.code_blocks if b.lang in ("yaml", "yml")])
 
 
 def nanotron_config_for(doc: Document, line: int, heads: list[str]) -> YamlBlock | None:
-    """The nanotron config a block at ``line`` refers to: same section first, then nearest."""
-    configs = [y for y in yaml_blocks(doc) if y.tool == "nanotron" and isinstance(y.data, dict)]
+    """The nanotron config a block at ``line`` refers to: the one sharing the most enclosing
+    headings; among those the nearest above, else the nearest below."""
+    index = doc.memo("nanotron_configs", lambda: _configs_by_heading_prefix(doc))
+    for depth in range(len(heads), -1, -1):
+        found = index.get(tuple(heads[:depth]))
+        if found:
+            lines, configs = found
+            k = bisect.bisect_left(lines, line)
+            return configs[k - 1] if k else configs[0]
+    return None
 
-    def score(y: YamlBlock) -> tuple:
-        shared = 0
-        for a, b in zip(y.block.headings, heads):
-            if a != b:
-                break
-            shared += 1
-        return (shared, y.block.line < line, -abs(y.block.line - line))
 
-    return max(configs, key=score, default=None)
+def _configs_by_heading_prefix(doc: Document) -> dict[tuple, tuple[list[int], list[YamlBlock]]]:
+    """Nanotron configs (by line) under each heading prefix they have: (), (h1,), (h1, h2) ..."""
+    index: dict[tuple, tuple[list[int], list[YamlBlock]]] = {}
+    for y in yaml_blocks(doc):
+        if y.tool == "nanotron" and isinstance(y.data, dict):
+            for depth in range(len(y.block.headings) + 1):
+                lines, configs = index.setdefault(tuple(y.block.headings[:depth]), ([], []))
+                lines.append(y.block.line)
+                configs.append(y)
+    return index
 
 
 # ----------------------------------------------------------------------------- architecture
@@ -309,7 +342,13 @@ def _clean(text: str) -> str:
 
 
 def score_columns(table: Table) -> tuple[list[int], list[int]]:
-    """(score columns, average columns) of a results table."""
+    """(score columns, average columns) of a results table (worked out once per table)."""
+    if table.columns is None:
+        table.columns = _score_columns(table)
+    return table.columns
+
+
+def _score_columns(table: Table) -> tuple[list[int], list[int]]:
     scores, averages = [], []
     for j, head in enumerate(table.header):
         cells = [cell_number(r[j]) if j < len(r) else None for r in table.rows]
@@ -750,15 +789,28 @@ def _name_size(name: str) -> tuple[str, str] | None:
 def _subject(doc: Document, line: int) -> tuple[str, str, int]:
     """(model name, heading title, heading line) of the nearest heading above ``line`` naming a
     zagreus/nesso model: the model a block of evaluation commands is about."""
-    for at, _, title in reversed([h for h in headings(doc) if h[0] <= line]):
+    lines, subjects = doc.memo("model_headings", lambda: _model_headings(doc))
+    k = bisect.bisect_right(lines, line)
+    return subjects[k - 1] if k else ("", "", 0)
+
+
+def _model_headings(doc: Document) -> tuple[list[int], list[tuple[str, str, int]]]:
+    lines, subjects = [], []
+    for at, _, title in headings(doc):
         if m := _MODEL_NAME.search(title):
-            return m.group(0), title, at
-    return "", "", 0
+            lines.append(at)
+            subjects.append((m.group(0), title, at))
+    return lines, subjects
 
 
 def _table_after(doc: Document, line: int) -> Table | None:
-    nxt = min((b.line for b in doc.code_blocks if b.line > line), default=10 ** 9)
-    return next((t for t in doc.tables if line < t.line < nxt), None)
+    """The first table below ``line`` and above the next code block."""
+    block_lines = doc.memo("code_block_lines", lambda: [b.line for b in doc.code_blocks])
+    table_lines = doc.memo("table_lines", lambda: [t.line for t in doc.tables])
+    b = bisect.bisect_right(block_lines, line)
+    nxt = block_lines[b] if b < len(block_lines) else 10 ** 9
+    t = bisect.bisect_right(table_lines, line)
+    return doc.tables[t] if t < len(doc.tables) and table_lines[t] < nxt else None
 
 
 def _steps_in(table: Table) -> set[int]:
@@ -1128,6 +1180,9 @@ def check_dataset_sources(doc: Document) -> list[Finding]:
     if not sources:
         return []
     out = []
+    source_words = list(dict.fromkeys(frozenset(_words(s.name)) for s in sources))  # distinct ones
+    listed = ", ".join(sorted({s.name.split("/viewer/")[0] for s in sources}))
+    known: dict[str, bool] = {}  # folder name -> matches a listed source
     for y in yaml_blocks(doc):
         if y.tool != "nanotron":
             continue
@@ -1138,10 +1193,11 @@ def check_dataset_sources(doc: Document) -> list[Finding]:
             for f_idx, folder in enumerate(folders):
                 parts = [p for p in str(folder).split("/") if _words(p)]
                 name = parts[0] if parts else str(folder)
-                if name in reported or any(_matches(_words(name), _words(s.name)) for s in sources):
+                if name not in known:
+                    known[name] = any(_matches(_words(name), words) for words in source_words)
+                if name in reported or known[name]:
                     continue
                 reported.add(name)
-                listed = ", ".join(sorted({s.name.split("/viewer/")[0] for s in sources}))
                 at = ("data_stages", s_idx, "data", "dataset", "dataset_folder", f_idx)
                 out.append(finding(doc, "dataset_sources", y.line_of(at),
                                    f"dataset folder {folder}",
@@ -1154,12 +1210,15 @@ def check_dataset_sources(doc: Document) -> list[Finding]:
 
 def _sections(doc: Document) -> list[tuple[int, str, list[str]]]:
     """(heading line, title, body lines) for every heading; a body includes its subsections."""
-    heads, out = headings(doc), []
-    for k, (line, level, title) in enumerate(heads):
-        end = next((ln for ln, lv, _ in heads[k + 1:] if lv <= level), len(doc.lines) + 1)
-        body = [doc.lines[i - 1].strip() for i in range(line + 1, end)]
-        out.append((line, title, body))
-    return out
+    heads = headings(doc)
+    ends = [len(doc.lines) + 1] * len(heads)
+    open_: list[int] = []  # headings whose section has not ended yet, levels increasing
+    for k, (line, level, _) in enumerate(heads):
+        while open_ and heads[open_[-1]][1] >= level:
+            ends[open_.pop()] = line
+        open_.append(k)
+    stripped = [x.strip() for x in doc.lines]
+    return [(line, title, stripped[line:end - 1]) for (line, _, title), end in zip(heads, ends)]
 
 
 def _paragraphs(body: list[str]) -> list[str]:
@@ -1174,26 +1233,37 @@ def _paragraphs(body: list[str]) -> list[str]:
 
 
 def check_duplicate_sections(doc: Document) -> list[Finding]:
-    """The same heading with the same text appearing twice."""
-    out, covered = [], []
-    sections = _sections(doc)
-    for a, (line_a, title_a, body_a) in enumerate(sections):
-        for line_b, title_b, body_b in sections[a + 1:]:
-            if title_a.lower() != title_b.lower():
-                continue
-            if any(s <= line_a <= e and s2 <= line_b <= e2 for s, e, s2, e2 in covered):
-                continue
-            paras_a, paras_b = _paragraphs(body_a), _paragraphs(body_b)
-            if not paras_a or not paras_b:
-                continue
-            shorter, longer = sorted((paras_a, paras_b), key=len)
-            shared = [p for p in shorter if p in longer]
-            if len(shared) == len(shorter) and sum(map(len, shared)) >= 40:
-                covered.append((line_a, line_a + len(body_a), line_b, line_b + len(body_b)))
-                what = ("identical text" if paras_a == paras_b
-                        else f"all {len(shared)} paragraphs of the shorter copy repeated")
-                out.append(finding(doc, "duplicate_sections", line_b, f"section '{title_b}'",
-                                   f"repeats the section at line {line_a} ({what})", "warning"))
+    """The same heading with the same text appearing twice: each later copy is reported once,
+    against the first earlier section it repeats (not inside a repeated section reported already).
+
+    Sections are compared only with earlier ones of the same title, and earlier sections with
+    identical text are compared once (the first of them stands for all): a report repeated n
+    times costs n times the work, not n squared."""
+    out = []
+    # reported copies whose section b encloses the current one: (a start, a end, b start, b end);
+    # sections nest, and come in line order, so those form a stack no deeper than the headings
+    covered: list[tuple[int, int, int, int]] = []
+    variants: dict[str, list[tuple[int, list[str], set[str], int]]] = {}  # title -> first of each text
+    for line_b, title_b, body_b in _sections(doc):
+        while covered and covered[-1][3] < line_b:
+            covered.pop()
+        paras_b = _paragraphs(body_b)
+        earlier = variants.setdefault(title_b.lower(), [])
+        if paras_b:
+            for line_a, paras_a, set_a, len_a in earlier:
+                if any(s <= line_a <= e for s, e, _, _ in covered):
+                    continue  # a subsection of a copy reported already
+                shorter, longer = (paras_a, set(paras_b)) if len(paras_a) <= len(paras_b) else (paras_b, set_a)
+                shared = [p for p in shorter if p in longer]
+                if len(shared) == len(shorter) and sum(map(len, shared)) >= 40:
+                    covered.append((line_a, line_a + len_a, line_b, line_b + len(body_b)))
+                    what = ("identical text" if paras_a == paras_b
+                            else f"all {len(shared)} paragraphs of the shorter copy repeated")
+                    out.append(finding(doc, "duplicate_sections", line_b, f"section '{title_b}'",
+                                       f"repeats the section at line {line_a} ({what})", "warning"))
+                    break
+        if paras_b and not any(p == paras_b for _, p, _, _ in earlier):
+            earlier.append((line_b, paras_b, set(paras_b), len(body_b)))
     return out
 
 
@@ -1201,25 +1271,23 @@ _TOKENIZER_ARG = re.compile(r"tokenizer_name_or_path\s*=\s*[\"']([^\"']+)[\"']")
 
 
 def check_tokenizer(doc: Document) -> list[Finding]:
-    """The tokenizer written into the token files is the one the training config names."""
+    """The tokenizer written into the token files is the one the training config names: each
+    tokenizer used is compared with each distinct tokenizer the nanotron configs name (the first
+    config naming it is cited), so a report repeated n times gives n times the findings."""
     out = []
+    first_config: dict[str, YamlBlock] = {}
     for y in yaml_blocks(doc):
-        if y.tool != "nanotron":
-            continue
-        wanted = get(y.data, "tokenizer.tokenizer_name_or_path")
-        if not wanted:
-            continue
-        for block in doc.code_blocks:
-            if block.lang != "python" or "DocumentTokenizer" not in block.text:
-                continue
-            for i, text in enumerate(block.text.split("\n")):
-                m = _TOKENIZER_ARG.search(text)
-                if not m or m.group(1) == wanted:
-                    continue
-                used = m.group(1)
+        if y.tool == "nanotron" and (wanted := get(y.data, "tokenizer.tokenizer_name_or_path")):
+            first_config.setdefault(wanted if isinstance(wanted, str) else str(wanted), y)
+    uses = [(block.line + 1 + i, m.group(1))
+            for block in doc.code_blocks if block.lang == "python" and "DocumentTokenizer" in block.text
+            for i, text in enumerate(block.text.split("\n")) if (m := _TOKENIZER_ARG.search(text))]
+    for wanted, y in first_config.items():
+        for line, used in uses:
+            if used != wanted:
                 extra = " (a Hugging Face cache folder, which datatrove sends to the hub as a name)" \
                     if re.search(r"models--[\w.-]+--", used) else ""
-                out.append(finding(doc, "tokenizer", block.line + 1 + i, f"tokenized with {used}{extra}",
+                out.append(finding(doc, "tokenizer", line, f"tokenized with {used}{extra}",
                                    f"the nanotron config (line {y.line_of(('tokenizer', 'tokenizer_name_or_path'))})"
                                    f" trains with {wanted}; nanotron's Nanoset asserts that the tokenizer recorded in"
                                    " the token files' metadata equals it", "warning"))

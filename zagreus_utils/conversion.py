@@ -21,7 +21,7 @@ from .spec import Spec, load_spec
 
 STAGE = "04_conversion"
 CARD = "README.md"
-CHECKPOINT_INFO = "zagreus_checkpoint.json"
+CHECKPOINT_INFO = convert.CHECKPOINT_INFO
 
 
 def resolve_dirs(profile: str, language: str, run_dir="", out_dir="") -> tuple[Path, Path]:
@@ -126,13 +126,14 @@ def convert_all(spec: Spec, run_dir: Path, out_dir: Path, *, progress: bool = Tr
             there = convert.hf_to_nanotron(src, nt_dir, tp=spec.profile.parallelism.tp, overwrite=True)
             rows.append({"step": step, **_row(there)})
             src = nt_dir
-        back = convert.nanotron_to_hf(src, hf_dir, tokenizer=tokenizer, overwrite=True)
+        tokens = seen.get(step) if kind == "hf" else _consumed_tokens(src)
+        info = {"step": step, "tokens_seen": tokens, "source": str(src), "kind": kind}
+        # written into the same temporary folder, so hf/step-<N> appears only verified and complete
+        back = convert.nanotron_to_hf(src, hf_dir, tokenizer=tokenizer, overwrite=True,
+                                      extra_files={CHECKPOINT_INFO: json.dumps(info, indent=2)})
         rows.append({"step": step, **_row(back)})
         if kind == "hf":
             rows[-1]["bit_identical_to_checkpoint"] = _identical(rows[-2]["src"], hf_dir)
-        tokens = seen.get(step) if kind == "hf" else _consumed_tokens(src)
-        info = {"step": step, "tokens_seen": tokens, "source": str(src), "kind": kind}
-        (hf_dir / CHECKPOINT_INFO).write_text(json.dumps(info, indent=2))
     frame = pd.DataFrame(rows)
     frame.to_csv(out_dir / "conversions.csv", index=False)
     return frame

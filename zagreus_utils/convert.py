@@ -24,9 +24,12 @@ CLI: :func:`main` (``zagreus convert nanotron-to-hf|hf-to-nanotron ...``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -41,6 +44,7 @@ from .errors import ZagreusError
 
 CHECKPOINT_VERSION = "1.5"  # nanotron's CHECKPOINT_VERSION on main (2026)
 MAX_SHARD_BYTES = 2 * 1024**3  # Hugging Face weight files are split at 2 GB
+CHECKPOINT_INFO = "zagreus_checkpoint.json"  # step and tokens seen, written by stage 04 beside the weights
 
 NT_EMBED = "model.token_position_embeddings.pp_block.token_embedding.weight"
 NT_LM_HEAD = "model.lm_head.pp_block.weight"
@@ -568,7 +572,7 @@ class NanotronCheckpoint:
         except ZagreusError:
             raise
         except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise ZagreusError(f"{path}: not a readable safetensors file ({exc})") from exc
+            raise unreadable(path, exc) from exc
 
     def _check_shape(self, path: Path, found: tuple, expected: tuple, name: str, what: str = "tensor shape"):
         if tuple(found) != tuple(expected):
@@ -634,26 +638,42 @@ class HFWeights:
         index = folder / "model.safetensors.index.json"
         single = folder / "model.safetensors"
         if index.is_file():
-            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            try:
+                weight_map = json.loads(index.read_text()).get("weight_map", {})
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise ZagreusError(f"{index}: not a valid safetensors index ({exc}); copy it again") from exc
             self.where = {k: folder / v for k, v in weight_map.items()}
         elif single.is_file():
-            with safe_open(str(single), framework="pt") as f:
-                self.where = {k: single for k in f.keys()}
+            self.where = dict.fromkeys(self._keys(single, safe_open), single)
         else:
             bins = sorted(p.name for p in folder.glob("pytorch_model*.bin"))
             raise ZagreusError(f"{folder}: no model.safetensors or model.safetensors.index.json"
                                + (f" ({bins[0]} found: convert it to safetensors first)" if bins else ""))
-        for path in set(self.where.values()):
+        for path in sorted(set(self.where.values())):
             if not path.is_file():
                 raise ZagreusError(f"missing shard: {path} (listed in {index.name})")
+            if path != single:
+                self._keys(path, safe_open)  # a damaged or truncated shard is named before any work
         self._safe_open = safe_open
+
+    @staticmethod
+    def _keys(path: Path, safe_open) -> list[str]:
+        """The tensor names in a weight file (reads its header; a truncated file fails here)."""
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return list(f.keys())
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise unreadable(path, exc) from exc
 
     def get(self, name: str) -> torch.Tensor:
         if name not in self.where:
             raise ZagreusError(f"{self.folder}: missing tensor {name}")
         # opened per tensor: a mapping kept open would keep every page read so far resident
-        with self._safe_open(str(self.where[name]), framework="pt", device="cpu") as f:
-            return f.get_tensor(name)
+        try:
+            with self._safe_open(str(self.where[name]), framework="pt", device="cpu") as f:
+                return f.get_tensor(name)
+        except Exception as exc:
+            raise unreadable(self.where[name], exc) from exc
 
     def close(self) -> None:
         pass
@@ -684,15 +704,13 @@ class HFShardWriter:
         self.tensors_written = 0
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
-        from safetensors.torch import save_file
-
         fname = self.file_of[name]
         buf = self.buffers.setdefault(fname, {})
         buf[name] = tensor.contiguous()
         self.remaining[fname] -= 1
         if self.remaining[fname] == 0:
             path = self.folder / fname
-            save_file(buf, str(path), metadata={"format": "pt"})
+            _save_safetensors(buf, path, {"format": "pt"})
             self.bytes_written += path.stat().st_size
             self.tensors_written += len(buf)
             del self.buffers[fname]
@@ -857,9 +875,12 @@ def _compare(report: ConversionReport, ref: torch.Tensor | None, hf: torch.Tenso
     report.max_logits_diff, report.logits_scale = diff, scale
     # float32 forwards of the same weights agree to ~1e-6 relative; a wrong permutation or split
     # is off by the logits' own size. Casting to a narrower dtype only gets reported.
+    if not math.isfinite(diff):
+        raise ZagreusError(f"verification failed for {report.dst}: the logits are not finite (NaN or inf "
+                           f"weights in {report.src}?); {report.dst} was left as it was")
     if not lossy and not diff <= 1e-3 * max(scale, 1.0):
         raise ZagreusError(f"verification failed for {report.dst}: logits differ by {diff:.3g} "
-                           f"(max |logit| {scale:.3g}) between source and result")
+                           f"(max |logit| {scale:.3g}) between source and result; {report.dst} was left as it was")
     if lossy:
         report.notes.append("weights were cast to a narrower dtype: the logits difference includes that rounding")
 
@@ -906,26 +927,117 @@ def _existing_model(dst: Path) -> Path | None:
     return None
 
 
-def _prepare_target(dst: Path, src: Path | None, overwrite: bool, kind: str) -> None:
-    """Refuse a target that holds a model unless ``overwrite``; then remove only its stale weight files."""
+def _check_target(dst: Path, src: Path | None, overwrite: bool) -> None:
+    """Refuse a target that is a file, is the source, or holds a model (unless ``overwrite``)."""
     if dst.exists() and not dst.is_dir():
         raise ZagreusError(f"{dst} exists and is not a folder")
     if src is not None and dst.resolve() == src.resolve():
         raise ZagreusError(f"{dst}: the target is the source folder")
-    if dst.is_dir():
-        held = _existing_model(dst)
-        if held is not None and not overwrite:
-            raise ZagreusError(f"{dst} already holds a model ({held.name}); pass --overwrite to replace it")
-        if held is not None:  # remove only weight files a new model would leave stale
-            if kind == "hf":
-                for p in list(dst.glob("model-*-of-*.safetensors")) + [dst / "model.safetensors",
-                                                                       dst / "model.safetensors.index.json"]:
-                    if p.is_file():
-                        p.unlink()
-            else:
-                for p in list((dst / "model").rglob("model_*.safetensors")) if (dst / "model").is_dir() else []:
-                    p.unlink()
-    dst.mkdir(parents=True, exist_ok=True)
+    if dst.is_dir() and not overwrite and (held := _existing_model(dst)) is not None:
+        raise ZagreusError(f"{dst} already holds a model ({held.name}); pass --overwrite to replace it")
+
+
+def staging_folder(dst: Path) -> Path:
+    """The temporary sibling a conversion to ``dst`` writes into (``DST.tmp-<pid>``)."""
+    return dst.parent / f"{dst.name}.tmp-{os.getpid()}"
+
+
+@contextlib.contextmanager
+def staged_target(dst: Path, src: Path | None = None, overwrite: bool = False) -> Iterator[Path]:
+    """Write into a fresh temporary sibling of ``dst``; it becomes ``dst`` only if the block ends
+    without an error (a failed verification included). On any error the temporary folder is
+    removed and ``dst`` is left exactly as it was. With ``overwrite`` a model already in ``dst``
+    is replaced as a whole folder; into an existing folder without a model the files are moved.
+    Disk faults (read-only, full, permissions) become one :class:`ZagreusError` naming the path."""
+    _check_target(Path(dst), src, overwrite)
+    dst = Path(os.path.realpath(dst))  # "." or a symlink: the folder itself, beside its siblings
+    work = staging_folder(dst)
+    try:
+        if work.exists():  # left by an earlier process with the same pid that was killed
+            shutil.rmtree(work)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        work.mkdir()
+        yield work
+        _commit(work, dst)
+    except OSError as exc:
+        raise disk_error(exc, dst) from exc
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _commit(work: Path, dst: Path) -> None:
+    if not dst.exists():
+        work.rename(dst)
+    elif _existing_model(dst) is not None:  # overwrite (checked before writing): swap folders
+        old = dst.parent / f"{dst.name}.replaced-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        dst.rename(old)
+        try:
+            work.rename(dst)
+        except OSError:
+            old.rename(dst)
+            raise
+        for p in sorted(old.iterdir()):  # the user's own files (notes ...) stay; the old model goes
+            if not _belongs_to_model(p) and not (dst / p.name).exists():
+                os.replace(p, dst / p.name)
+        shutil.rmtree(old)
+    else:  # a folder without a model (empty, or other files): add the new files to it
+        for p in sorted(work.iterdir()):
+            target = dst / p.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(p, target)
+        work.rmdir()
+
+
+def _belongs_to_model(p: Path) -> bool:
+    """A file of a model folder that a replacing model must not inherit: weights, configs, tokenizer."""
+    name = p.name
+    return (name in _HF_MODEL_FILES or name in ("model", "model_config.json", "checkpoint_metadata.json",
+                                                 "config.yaml", "generation_config.json", "README.md",
+                                                 CHECKPOINT_INFO)
+            or name.startswith("tokenizer") or name in TOKENIZER_FILES
+            or re.fullmatch(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)", name) is not None)
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_error(exc: OSError, dst: Path) -> ZagreusError:
+    """One line for a file-system fault while converting to ``dst``: the path, the cause, the fix."""
+    path = exc.filename or dst
+    reason = exc.strerror or str(exc)
+    if exc.errno in _FULL:
+        fix = f"free space there or choose another destination; {dst} was left as it was"
+    elif exc.errno in _NOT_WRITABLE:
+        fix = f"make it writable or choose a writable destination; {dst} was left as it was"
+    else:
+        fix = f"{dst} was left as it was"
+    return ZagreusError(f"{path}: {reason} ({fix})")
+
+
+def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None) -> None:
+    """``safetensors.torch.save_file``, with its I/O failures raised as :class:`OSError` on ``path``."""
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except OSError:
+        raise
+    except Exception as exc:  # safetensors wraps I/O errors in its own type: "... (os error 28)"
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
+
+
+def unreadable(path: Path, exc: Exception) -> ZagreusError:
+    """A damaged or truncated weight file: one line naming it and what to do."""
+    return ZagreusError(f"{path}: not a readable safetensors file ({exc}); it is damaged or truncated "
+                        "(an interrupted copy or download?): copy it again from its source")
 
 
 def _tokenizer_files(folder: Path) -> list[Path]:
@@ -986,9 +1098,13 @@ def _folder_bytes(paths: Iterable[Path]) -> int:
 
 
 def nanotron_to_hf(src, dst, tokenizer=None, overwrite: bool = False, dtype=None, verify: bool = True,
-                   max_shard_bytes: int = MAX_SHARD_BYTES) -> ConversionReport:
+                   max_shard_bytes: int = MAX_SHARD_BYTES, extra_files: dict[str, str] | None = None
+                   ) -> ConversionReport:
     """Convert a nanotron checkpoint (a step folder, or a checkpoints root with latest.txt) to a
-    transformers Llama folder at ``dst``, verified by logits and a bit-exact round trip."""
+    transformers Llama folder at ``dst``, verified by logits and a bit-exact round trip.
+
+    Written into a temporary sibling (:func:`staged_target`) that replaces ``dst`` only once verified;
+    ``extra_files`` (name -> text) are written into it too, so they appear together with the model."""
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     want_dtype = _dtype(dtype)
@@ -1008,8 +1124,18 @@ def nanotron_to_hf(src, dst, tokenizer=None, overwrite: bool = False, dtype=None
     report.consumed_tokens = metas.get("consumed_tokens_total")
     if ckpt.meta and ckpt.meta.get("tp") not in (None, ckpt.tp):
         report.notes.append(f"checkpoint_metadata.json says tp={ckpt.meta['tp']}, the shard files tp={ckpt.tp}")
-    _prepare_target(dst, folder, overwrite, "hf")
+    with staged_target(dst, folder, overwrite) as work:
+        _write_hf(ckpt, work, report, tokenizer, want_dtype, verify, max_shard_bytes)
+        for name, text in (extra_files or {}).items():
+            (work / name).write_text(text)
+    report.seconds = time.perf_counter() - t0
+    return report
 
+
+def _write_hf(ckpt: NanotronCheckpoint, work: Path, report: ConversionReport, tokenizer, want_dtype,
+              verify: bool, max_shard_bytes: int) -> None:
+    """The body of :func:`nanotron_to_hf`: write and verify the transformers folder in ``work``."""
+    arch, folder, dst = ckpt.arch, ckpt.folder, report.dst
     first: torch.Tensor | None = ckpt.read(NT_EMBED)  # first in streaming order anyway
     src_dtype = first.dtype
     out_dtype = want_dtype or src_dtype
@@ -1021,7 +1147,7 @@ def nanotron_to_hf(src, dst, tokenizer=None, overwrite: bool = False, dtype=None
     for name, shape in ckpt.shapes.items():
         pieces = split_to_hf(name, torch.empty(shape, dtype=torch.int8, device="meta"), arch)
         plan += [(n, p.numel() * (torch.finfo(out_dtype).bits // 8)) for n, p in pieces]
-    writer = HFShardWriter(dst, plan, max_shard_bytes)
+    writer = HFShardWriter(work, plan, max_shard_bytes)
     ids = reference_inputs(arch.vocab_size)
     ref = _reference(arch, ids, report) if verify else None
     params = 0
@@ -1041,9 +1167,9 @@ def nanotron_to_hf(src, dst, tokenizer=None, overwrite: bool = False, dtype=None
     report.parameters, report.tensors = params, writer.tensors_written
 
     hf_cfg = _hf_config_from_nanotron(ckpt.config, out_dtype)
-    hf_cfg.save_pretrained(str(dst))
-    _write_generation_config(ckpt.config, dst)
-    written = [dst / "config.json", dst / "generation_config.json"]
+    hf_cfg.save_pretrained(str(work))
+    _write_generation_config(ckpt.config, work)
+    written = [work / "config.json", work / "generation_config.json"]
     tok = Path(tokenizer) if tokenizer else None
     if tok is None:
         name = (ckpt.yaml_config().get("tokenizer") or {}).get("tokenizer_name_or_path")
@@ -1054,22 +1180,21 @@ def nanotron_to_hf(src, dst, tokenizer=None, overwrite: bool = False, dtype=None
             report.notes.append("no tokenizer attached (pass --tokenizer FOLDER)"
                                 + (f"; config.yaml names {name!r}" if name else ""))
     if tok is not None:
-        written += [dst / n for n in attach_tokenizer(tok, dst, arch.vocab_size)]
+        written += [work / n for n in attach_tokenizer(tok, work, arch.vocab_size)]
         report.tokenizer = str(tok)
     report.bytes_written = writer.bytes_written + _folder_bytes(written)
 
     if verify:
         if ref is not None and ref.logits is not None:
-            _compare(report, ref.logits, hf_logits(dst, ids), lossy)
+            _compare(report, ref.logits, hf_logits(work, ids), lossy)
         del ref
         if digests is not None:
-            hf = HFWeights(dst)
+            hf = HFWeights(work)
             report.roundtrip_identical = all(tensor_digest(fuse_from_hf(n, hf.get, arch)) == d
                                              for n, d in digests.items())
             if not report.roundtrip_identical:
-                raise ZagreusError(f"verification failed: {dst} read back and fused again differs from {folder}")
-    report.seconds = time.perf_counter() - t0
-    return report
+                raise ZagreusError(f"verification failed: the result read back and fused again differs from "
+                                   f"{folder}; {dst} was left as it was")
 
 
 def _release_memory() -> None:
@@ -1151,13 +1276,16 @@ def write_nanotron_checkpoint(dst, model_config: dict, tensors: Iterable[tuple[s
                               overwrite: bool = False, tokenizer: str | None = None, run: str = "converted",
                               src: Path | None = None) -> tuple[int, int, int]:
     """Write a nanotron checkpoint folder from full (unsharded) nanotron tensors, sharded over ``tp``
-    exactly as nanotron does (chunk-wise for qkv and gate_up). Returns (parameters, files, bytes)."""
-    from safetensors.torch import save_file
-
-    dst = Path(dst)
+    exactly as nanotron does (chunk-wise for qkv and gate_up). Returns (parameters, files, bytes).
+    Written into a temporary sibling that becomes ``dst`` when complete (:func:`staged_target`)."""
     arch, _ = _arch_from_nanotron(model_config, "model_config")
     _check_tp(arch, tp)
-    _prepare_target(dst, src, overwrite, "nanotron")
+    with staged_target(Path(dst), src, overwrite) as work:
+        return _write_nanotron(work, arch, model_config, tensors, tp, tokenizer, run, src)
+
+
+def _write_nanotron(dst: Path, arch: Arch, model_config: dict, tensors: Iterable[tuple[str, torch.Tensor]],
+                    tp: int, tokenizer: str | None, run: str, src: Path | None) -> tuple[int, int, int]:
     shapes = arch.nanotron_shapes()
     model_dir = dst / "model"
     params = files = nbytes = 0
@@ -1182,7 +1310,7 @@ def write_nanotron_checkpoint(dst, model_config: dict, tensors: Iterable[tuple[s
                 "unsharded_shape": str(tuple(int(x) for x in t.shape))})
                 for r, (local, pairs) in enumerate(shard_tensor(t, tp, spec))]
         for path, local, meta in outs:
-            save_file({"data": local}, str(path), metadata=meta)
+            _save_safetensors({"data": local}, path, meta)
             files += 1
             nbytes += path.stat().st_size
     missing = [n for n in shapes if n not in seen]
@@ -1242,7 +1370,7 @@ def hf_to_nanotron(src, dst, tp: int = 1, overwrite: bool = False, verify: bool 
                            + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
     report = ConversionReport(src=src, dst=dst, direction="hf-to-nanotron", tp=tp)
     _check_tp(arch, tp)
-    _prepare_target(dst, src, overwrite, "nanotron")
+    _check_target(dst, src, overwrite)
     if arch.tied and "lm_head.weight" in weights.where and not torch.equal(
             weights.get("lm_head.weight"), weights.get("model.embed_tokens.weight")):
         raise ZagreusError(f"{src}: tie_word_embeddings is true but lm_head.weight differs from the embedding")
@@ -1265,26 +1393,27 @@ def hf_to_nanotron(src, dst, tp: int = 1, overwrite: bool = False, verify: bool 
                 ref.feed(name, t)
             yield name, t
 
-    ids = reference_inputs(arch.vocab_size)
-    src_logits = hf_logits(src, ids) if verify else None
-    ref = _reference(arch, ids, report) if verify else None
-    if ref is None:
-        src_logits = None
     tokenizer = str(src.resolve()) if any(_tokenizer_files(src)) else None
-    try:
-        params, files, nbytes = write_nanotron_checkpoint(dst, nt_cfg, stream(), tp=tp, overwrite=True,
-                                                          tokenizer=tokenizer, run=src.name, src=src)
-    finally:
-        weights.close()
-    report.parameters, report.tensors, report.bytes_written = params, files, nbytes
-    report.dtype = "/".join(sorted(dtypes))
-    report.tokenizer = tokenizer
-    if verify:
-        if src_logits is not None:
-            _compare(report, ref.logits, src_logits, lossy=False)
-        report.roundtrip_identical = _roundtrip_nt_hf(NanotronCheckpoint(dst), HFWeights(src))
-        if not report.roundtrip_identical:
-            raise ZagreusError(f"verification failed: {dst} read back and split again differs from {src}")
+    with staged_target(dst, src, overwrite) as work:  # first: an unwritable DST fails before any work
+        ids = reference_inputs(arch.vocab_size)
+        src_logits = hf_logits(src, ids) if verify else None
+        ref = _reference(arch, ids, report) if verify else None
+        if ref is None:
+            src_logits = None
+        try:
+            params, files, nbytes = _write_nanotron(work, arch, nt_cfg, stream(), tp, tokenizer, src.name, src)
+        finally:
+            weights.close()
+        report.parameters, report.tensors, report.bytes_written = params, files, nbytes
+        report.dtype = "/".join(sorted(dtypes))
+        report.tokenizer = tokenizer
+        if verify:
+            if src_logits is not None:
+                _compare(report, ref.logits, src_logits, lossy=False)
+            report.roundtrip_identical = _roundtrip_nt_hf(NanotronCheckpoint(work), HFWeights(src))
+            if not report.roundtrip_identical:
+                raise ZagreusError(f"verification failed: the result read back and split again differs from "
+                                   f"{src}; {dst} was left as it was")
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -1311,7 +1440,7 @@ def build_parser(prog: str = "zagreus convert") -> argparse.ArgumentParser:
     a.add_argument("src", type=Path)
     a.add_argument("dst", type=Path)
     a.add_argument("--tokenizer", type=Path, default=None, help="local tokenizer folder to copy into DST")
-    a.add_argument("--overwrite", action="store_true", help="replace a model already in DST")
+    a.add_argument("--overwrite", action="store_true", help="replace a model already in DST (the whole folder, once the new one is verified)")
     a.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
                    help="dtype of the written weights (default: the checkpoint's)")
     a.add_argument("--no-verify", action="store_true", help="skip the logits check and the round trip")
@@ -1320,7 +1449,7 @@ def build_parser(prog: str = "zagreus convert") -> argparse.ArgumentParser:
     b.add_argument("src", type=Path)
     b.add_argument("dst", type=Path)
     b.add_argument("--tp", type=int, default=1, help="tensor-parallel shards to write (default 1)")
-    b.add_argument("--overwrite", action="store_true", help="replace a model already in DST")
+    b.add_argument("--overwrite", action="store_true", help="replace a model already in DST (the whole folder, once the new one is verified)")
     b.add_argument("--no-verify", action="store_true", help="skip the logits check and the round trip")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
@@ -1341,6 +1470,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run_args(args)
+    except OSError as exc:  # outside the staged writes, e.g. reading the source
+        print(f"error: {disk_error(exc, args.dst)}", file=sys.stderr)
+        return 2
     except ZagreusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     row_lines: list[int] = field(default_factory=list)
+    columns: tuple | None = field(default=None, repr=False, compare=False)  # audit: (scores, averages)
 
     def records(self) -> list[dict[str, str]]:
         return [dict(zip(self.header, row)) for row in self.rows]
@@ -41,6 +42,14 @@ class Document:
     tables: list[Table]
     code_blocks: list[CodeBlock]
     lines: list[str]
+    # what readers derive from the whole document once (headings, parsed YAML, indexes), by name
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def memo(self, key: str, compute):
+        """``compute()`` the first time ``key`` is asked for, the stored value afterwards."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
 
 def split_row(line: str) -> list[str]:
