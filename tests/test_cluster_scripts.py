@@ -1,0 +1,70 @@
+"""Every sbatch script the kit renders (pretraining, SFT, eval; smoke and full profiles) passes
+shellcheck, activates its Python environment and passes --cpus-per-task on to srun."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from zagreus_utils import evaluation, sbatch, sft
+from zagreus_utils.spec import load_spec
+
+SHELLCHECK = shutil.which("shellcheck")
+
+
+def _eval_plan(tmp_path, profile):
+    return evaluation.Plan(profile=profile, language="ita", overrides={}, run_dir=str(tmp_path / "run"),
+                           out_dir=str(tmp_path / "out"),
+                           models=[evaluation.ModelEntry("step-100", str(tmp_path / "m"), "base", 100)],
+                           suites={"base": []}, tasks_dir=None, include_defaults=True, tasks_digest="0",
+                           batch_size=1, device="cpu", dtype="float32")
+
+
+def _scripts(tmp_path) -> dict[str, str]:
+    out = {}
+    for profile in ("smoke", "full"):
+        spec = load_spec("ita", profile)
+        entry = "nanotron" if spec.profile.hardware.gpus_per_node else "local"
+        out[f"pretraining-{profile}"] = sbatch.render(spec, "runs/x/config.yaml", entry=entry, venv="/opt/kit").text
+        out[f"sft-{profile}"] = sft.render_sbatch(spec, "runs/x/sft.yaml", venv="/opt/kit").text
+        out[f"eval-{profile}"] = evaluation.slurm_script(_eval_plan(tmp_path, profile), tmp_path / "plan.json",
+                                                         spec=spec)
+    return out
+
+
+def test_every_rendered_script_passes_shellcheck(tmp_path):
+    if SHELLCHECK is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck; .ci/run installs it)")
+    for name, text in _scripts(tmp_path).items():
+        path = tmp_path / f"{name}.sbatch"
+        path.write_text(text)
+        cp = subprocess.run([SHELLCHECK, "--shell=bash", str(path)], capture_output=True, text=True)
+        assert cp.returncode == 0, f"{name}:\n{cp.stdout}"
+
+
+def test_srun_gets_the_cpus_per_task_and_the_environment_is_activated(tmp_path):
+    scripts = _scripts(tmp_path)
+    for name in ("pretraining-smoke", "pretraining-full", "sft-smoke", "sft-full"):
+        text = scripts[name]
+        assert text.index('export SRUN_CPUS_PER_TASK="${SLURM_CPUS_PER_TASK:-') < text.index("\nsrun "), name
+        assert "/bin/activate" in text.split("\nsrun ")[0], name
+    full = scripts["pretraining-full"]
+    assert "TRAIN_ENV=.venv-train\n" in full and 'TRAIN_ENV="${ZAGREUS_TRAIN_ENV:-$TRAIN_ENV}"' in full
+    assert 'source "$TRAIN_ENV/bin/activate"' in full and "/opt/kit" not in full  # the train env, not the kit's
+    assert 'NANOTRON_DIR="${NANOTRON_DIR:-$TRAIN_ENV/src/nanotron}"' in full
+    assert "source /opt/kit/bin/activate" in scripts["pretraining-smoke"]
+
+
+def test_pretraining_script_stops_with_the_fix_when_the_train_env_is_missing(tmp_path):
+    text = sbatch.render(load_spec("ita", "full"), "c.yaml", workdir=tmp_path).text
+    env = {"PATH": "/usr/bin:/bin", "ZAGREUS_TRAIN_ENV": str(tmp_path / "nowhere")}
+    cp = subprocess.run(["bash", "-c", text], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert cp.returncode == 1
+    assert f"no training environment at {tmp_path / 'nowhere'}: build it with make train-env" in cp.stderr
+
+
+def test_eval_script_reads_nltk_data_from_the_prefetched_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("NLTK_DATA", str(tmp_path / "nltk"))
+    text = evaluation.slurm_script(_eval_plan(tmp_path, "full"), tmp_path / "plan.json", spec=load_spec("ita", "full"))
+    assert f"export NLTK_DATA={tmp_path / 'nltk'}\n" in text
+    assert text.index("export NLTK_DATA") < text.index("exec ")
