@@ -25,10 +25,14 @@ MAKE_TRAIN_ENV = "make train-env TRAIN_ENV={env}   (on a GPU node; README, clust
 TRAIN_ENV_PROBE = r"""
 import importlib.util, inspect, json
 out = {}
+from importlib import metadata
 for name in ("torch", "nanotron", "datatrove", "flash_attn", "numpy"):
     try:
         mod = __import__(name)
-        out[name] = getattr(mod, "__version__", "installed")
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = getattr(mod, "__version__", "installed")
     except Exception as exc:
         out[name] = None
         out[name + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
@@ -88,6 +92,16 @@ def train_env_folder(spec) -> Path:
     return folder if folder.is_absolute() else paths.REPO_ROOT / folder
 
 
+BUILD_SCRIPT = paths.REPO_ROOT / "slurm" / "train-env" / "build.sh"
+RECORD = "zagreus-train-env.json"  # written by build.sh
+
+
+def train_env_pins() -> dict[str, str]:
+    """The commits slurm/train-env/build.sh pins: {"nanotron": sha, "datatrove": sha}."""
+    text = BUILD_SCRIPT.read_text(encoding="utf-8")
+    return {tool.lower(): sha for tool, sha in re.findall(r"^(NANOTRON|DATATROVE)_COMMIT=([0-9a-f]{40})", text, re.M)}
+
+
 def check_train_env(spec) -> list[Check]:
     env = train_env_folder(spec)
     fix = MAKE_TRAIN_ENV.format(env=env)
@@ -100,6 +114,17 @@ def check_train_env(spec) -> list[Check]:
     except (json.JSONDecodeError, IndexError):
         return [Check("train env", "FAIL", f"{python} does not run: {probe.stderr.strip()[-300:]}", fix)]
     out = [Check("train env", "ok", str(env))]
+    try:
+        record = json.loads((env / RECORD).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        record = {}
+    pins = train_env_pins()
+    built = {tool: record.get(tool) for tool in pins}
+    out.append(Check("train env commits", "ok" if built == pins else "FAIL",
+                     ", ".join(f"{tool} {(sha or 'unknown')[:8]} (pinned {pins[tool][:8]})" for tool, sha in built.items()),
+                     f"rebuild it: {fix}"))
+    run_train = env / "src" / "nanotron" / "run_train.py"
+    out.append(Check("train env run_train.py", "ok" if run_train.is_file() else "FAIL", str(run_train), fix))
     for name in ("torch", "nanotron", "datatrove", "numpy"):
         out.append(Check(f"train env {name}", "ok" if got[name] else "FAIL",
                          got[name] or got.get(name + "_error", "missing"), fix))

@@ -35,9 +35,17 @@ EXTERNAL_TASKS = {
 
 
 def hf_home() -> Path:
+    """``$HF_HOME`` as it is now (huggingface_hub's constants are fixed when it is imported)."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser()
     from huggingface_hub import constants
 
     return Path(constants.HF_HOME)
+
+
+def hub_cache() -> Path:
+    """Where the hub files go: ``$HF_HUB_CACHE``, else ``<HF_HOME>/hub``."""
+    return Path(os.environ.get("HF_HUB_CACHE") or hf_home() / "hub").expanduser()
 
 
 def nltk_data_dir() -> Path:
@@ -92,7 +100,7 @@ def task_datasets(task: str) -> list[tuple[str, str | None]] | None:
 
 def items(profile: str, languages: list[str]) -> list[Item]:
     """Everything the profile reads at run time for these languages, deduplicated, in fetch order."""
-    from . import data
+    from . import data, evaluation
     from .spec import load_spec
 
     out: list[Item] = []
@@ -109,6 +117,8 @@ def items(profile: str, languages: list[str]) -> list[Item]:
                 pattern = f"{folder}/{inp.glob}" if folder else inp.glob
                 out.append(Item("dataset", source.dataset, (pattern,), "dataset",
                                 f"stage 01 data, {spec.language.code} source {source.id}"))
+        if evaluation.suite_source(spec) != "lm-eval":
+            continue  # the generated held-out tasks (smoke): nothing to fetch
         ev = spec.language.evaluation
         for t in ev.base + ev.instruct + ev.extra:
             where = f"stage 06 eval, {spec.language.code}"
@@ -145,7 +155,7 @@ def cached(item: Item) -> bool:
 
     try:
         snapshot_download(item.name, repo_type=item.repo_type, allow_patterns=list(item.patterns) or None,
-                          local_files_only=True)
+                          local_files_only=True, cache_dir=hub_cache())
         return True
     except Exception:  # huggingface_hub raises LocalEntryNotFoundError (and others) when absent
         return False
@@ -165,7 +175,8 @@ def fetch(item: Item) -> Path | None:
         return target
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(item.name, repo_type=item.repo_type, allow_patterns=list(item.patterns) or None))
+    return Path(snapshot_download(item.name, repo_type=item.repo_type, allow_patterns=list(item.patterns) or None,
+                                  cache_dir=hub_cache()))
 
 
 def main(profile: str, languages: list[str], *, dry_run: bool, log=print) -> int:

@@ -84,4 +84,10 @@ if ! problems="$("$TRAIN_ENV/bin/python" -m pip check 2>&1)"; then
     exit 1
   fi
 fi
+# what was built, for `zagreus doctor` (it compares these commits with the pins above)
+"$TRAIN_ENV/bin/python" -c 'import json, sys
+keys = ("nanotron", "datatrove", "cpu_only", "nanotron_source", "datatrove_source")
+record = dict(zip(keys, sys.argv[2:]), cpu_only=sys.argv[4] == "1")
+open(sys.argv[1], "w").write(json.dumps(record, indent=1) + "\n")' "$TRAIN_ENV/zagreus-train-env.json" \
+  "$NANOTRON_COMMIT" "$DATATROVE_COMMIT" "$CPU_ONLY" "${NANOTRON_SRC:-$NANOTRON_REPO}" "${DATATROVE_SRC:-git}"
 echo "train env ready in $((SECONDS - start)) s: $TRAIN_ENV/bin/python"
