@@ -107,3 +107,32 @@ def test_doctor_in_the_cpu_train_env_fails_on_gpus_and_flash_attn_with_the_fix(e
     assert checks["train env flash-attn"][0].startswith("FAIL") and "without CPU_ONLY" in checks["train env flash-attn"][1]
     assert checks["GPUs"][0] == "FAIL  GPUs: 0 CUDA device(s) visible to the train env"
     assert "srun --gres=gpu:1" in checks["GPUs"][1]
+
+
+def _cache_dataset(hub: "Path", repo: str, files: list[str], text_key: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = hub / ("datasets--" + repo.replace("/", "--"))
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text("b" * 40)
+    for f in files:
+        path = root / "snapshots" / ("b" * 40) / f
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({text_key: ["un documento di prova " * 20]}), path)
+
+
+def test_offline_data_stage_reads_the_prefetched_shards_or_names_prefetch(empty_caches, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = load_spec("ita", "full")
+    with pytest.raises(Exception, match=r"zagreus prefetch --profile full --languages ita` on a login node"):
+        data.plan_inputs(spec, None)
+    hub = empty_caches / "hf" / "hub"
+    for source in spec.language.mixture:  # the files `zagreus prefetch` would have fetched
+        pattern = prefetch.source_item(source).patterns[0]
+        shard = pattern.replace("**/", "").replace("*/", "python/").replace("*.parquet", "000_00000.parquet")
+        _cache_dataset(hub, source.dataset, [shard], data.hub_input(source).text_key)
+    inputs = data.plan_inputs(spec, None)
+    assert [inp.local for inp in inputs] == [True] * len(inputs)
+    snap = hub / "datasets--HuggingFaceFW--fineweb-2" / "snapshots" / ("b" * 40)
+    assert inputs[1].folder == str(snap / "data" / "ita_Latn" / "train")

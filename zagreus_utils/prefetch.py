@@ -3,7 +3,8 @@
 Compute nodes usually have no internet. On a login node, ``zagreus prefetch --profile full``
 downloads into ``HF_HOME`` / ``NLTK_DATA`` everything the full profile's jobs read: the tokenizer,
 the mixture's dataset shards (the same ``hf://datasets`` folders the data stage reads,
-:func:`zagreus_utils.data.hub_input`), the lm-eval task datasets of the language's evaluation suite
+:func:`zagreus_utils.data.hub_input`; offline, the data stage reads them from the cache,
+:func:`cached_input`), the lm-eval task datasets of the language's evaluation suite
 (from the task YAMLs of the installed lm-eval), and NLTK's ``punkt_tab`` (lm-eval's ``ifeval`` loads
 it at run time). ``--dry-run`` lists them without any network access. Tasks that the installed
 lm-eval lacks are listed with where to get them (:data:`EXTERNAL_TASKS`).
@@ -100,7 +101,7 @@ def task_datasets(task: str) -> list[tuple[str, str | None]] | None:
 
 def items(profile: str, languages: list[str]) -> list[Item]:
     """Everything the profile reads at run time for these languages, deduplicated, in fetch order."""
-    from . import data, evaluation
+    from . import evaluation
     from .spec import load_spec
 
     out: list[Item] = []
@@ -112,10 +113,8 @@ def items(profile: str, languages: list[str]) -> list[Item]:
     for spec in specs:
         if spec.profile.data.source == "hub":
             for source in spec.language.mixture:
-                inp = data.hub_input(source)
-                folder = inp.folder.removeprefix(f"hf://datasets/{source.dataset}").strip("/")
-                pattern = f"{folder}/{inp.glob}" if folder else inp.glob
-                out.append(Item("dataset", source.dataset, (pattern,), "dataset",
+                it = source_item(source)
+                out.append(Item(it.kind, it.name, it.patterns, it.repo_type,
                                 f"stage 01 data, {spec.language.code} source {source.id}"))
         if evaluation.suite_source(spec) != "lm-eval":
             continue  # the generated held-out tasks (smoke): nothing to fetch
@@ -145,20 +144,48 @@ def items(profile: str, languages: list[str]) -> list[Item]:
     return unique
 
 
+def snapshot(item: Item) -> Path | None:
+    """The local snapshot folder of a hub item in HF_HUB_CACHE, or None when it was not fetched."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(item.name, repo_type=item.repo_type, allow_patterns=list(item.patterns) or None,
+                                      local_files_only=True, cache_dir=hub_cache()))
+    except Exception:  # huggingface_hub raises LocalEntryNotFoundError (and others) when absent
+        return None
+
+
 def cached(item: Item) -> bool:
     """Whether the item is already in HF_HOME / NLTK_DATA (offline check)."""
     if item.kind == "nltk":
         return (nltk_data_dir() / "tokenizers" / item.name).is_dir()
     if item.kind == "external":
         return False
-    from huggingface_hub import snapshot_download
+    return snapshot(item) is not None
 
-    try:
-        snapshot_download(item.name, repo_type=item.repo_type, allow_patterns=list(item.patterns) or None,
-                          local_files_only=True, cache_dir=hub_cache())
-        return True
-    except Exception:  # huggingface_hub raises LocalEntryNotFoundError (and others) when absent
-        return False
+
+def source_item(source) -> Item:
+    """The hub files a mixture source reads: the folder and glob of :func:`zagreus_utils.data.hub_input`."""
+    from . import data
+
+    inp = data.hub_input(source)
+    folder = inp.folder.removeprefix(f"hf://datasets/{source.dataset}").strip("/")
+    return Item("dataset", source.dataset, (f"{folder}/{inp.glob}" if folder else inp.glob,), "dataset")
+
+
+def cached_input(source, spec):
+    """Offline: the mixture source's prefetched shards in HF_HUB_CACHE, as a local data-stage input."""
+    from . import data
+
+    inp, item = data.hub_input(source), source_item(source)
+    snap = snapshot(item)
+    if snap is None:
+        raise ZagreusError(
+            f"offline (HF_HUB_OFFLINE=1) and {source.dataset} [{item.patterns[0]}] (source {source.id}) is not in "
+            f"{hub_cache()}: run `zagreus prefetch --profile {spec.profile.name} --languages "
+            f"{spec.language.code}` on a login node with the same HF_HOME")
+    folder = inp.folder.removeprefix(f"hf://datasets/{source.dataset}").strip("/")
+    return data.SourceInput(source, str(snap / folder) if folder else str(snap), inp.glob, inp.text_key, local=True)
 
 
 def fetch(item: Item) -> Path | None:
