@@ -183,7 +183,7 @@ def cached_input(source, spec):
         raise ZagreusError(
             f"offline (HF_HUB_OFFLINE=1) and {source.dataset} [{item.patterns[0]}] (source {source.id}) is not in "
             f"{hub_cache()}: run `zagreus prefetch --profile {spec.profile.name} --languages "
-            f"{spec.language.code}` on a login node with the same HF_HOME")
+            f"{spec.language.code}` on a login node with the same HF_HOME, or use the smoke profile (--profile smoke)")
     folder = inp.folder.removeprefix(f"hf://datasets/{source.dataset}").strip("/")
     return data.SourceInput(source, str(snap / folder) if folder else str(snap), inp.glob, inp.text_key, local=True)
 
