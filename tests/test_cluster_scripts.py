@@ -68,3 +68,28 @@ def test_eval_script_reads_nltk_data_from_the_prefetched_folder(tmp_path, monkey
     text = evaluation.slurm_script(_eval_plan(tmp_path, "full"), tmp_path / "plan.json", spec=load_spec("ita", "full"))
     assert f"export NLTK_DATA={tmp_path / 'nltk'}\n" in text
     assert text.index("export NLTK_DATA") < text.index("exec ")
+
+
+def test_readme_cluster_walkthrough_uses_commands_that_exist_in_order():
+    import re
+
+    from zagreus_utils import cli, paths
+
+    readme = (paths.REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Cluster: from `git clone` to `sbatch`")[1].split("\n## ")[0]
+    block = section.split("```bash\n")[1].split("```")[0]
+    commands = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.split("#")[0].strip()]
+    firsts = [c.split()[0] if not c.startswith("srun") else "srun" for c in commands]
+    assert firsts[0] == "git" and commands[-1].startswith("zagreus run")
+    order = [next(i for i, c in enumerate(commands) if re.search(pat, c)) for pat in
+             (r"^git clone", r"environment\.yml", r"^make train-env", r"zagreus prefetch .*--dry-run",
+              r"^zagreus prefetch --profile full", r"zagreus doctor", r"^zagreus run .*--launcher slurm")]
+    assert order == sorted(order), commands
+    parser = cli.build_parser()
+    for c in commands:  # every zagreus command parses with the real CLI
+        words = c.split()
+        if words[0] in ("zagreus", "srun"):
+            parser.parse_args(words[words.index("zagreus") + 1:])
+    makefile = (paths.REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^train-env:", makefile, re.M)
+    assert "sbatch runs/full/ita/03_pretraining/pretraining.sbatch" in section

@@ -84,7 +84,7 @@ def test_doctor_without_a_train_env_names_make_train_env(empty_caches, capsys, m
     checks = _checks(out)
     assert checks["train env"] == [f"FAIL  train env: no training environment at {empty_caches / 'no-env'}",
                                    f"      fix: make train-env TRAIN_ENV={empty_caches / 'no-env'}   "
-                                   "(on a GPU node; README, cluster)"]
+                                   "(with the CUDA module loaded; README, cluster)"]
     assert checks["kit torch"][0].startswith("ok    kit torch: 2.13.0")
     assert checks["cache nltk punkt_tab"][1] == ("      fix: zagreus prefetch --profile full --languages ita   "
                                                  "(on a login node)")
@@ -104,7 +104,7 @@ def test_doctor_in_the_cpu_train_env_fails_on_gpus_and_flash_attn_with_the_fix(e
     assert checks["train env commits"][0] == ("ok    train env commits: nanotron 2411b022 (pinned 2411b022), "
                                               "datatrove 2c895af7 (pinned 2c895af7)")
     assert checks["train env run_train.py"][0].startswith("ok")
-    assert checks["train env flash-attn"][0].startswith("FAIL") and "without CPU_ONLY" in checks["train env flash-attn"][1]
+    assert checks["train env flash-attn"][0].startswith("FAIL") and "build it without CPU_ONLY: make train-env" in checks["train env flash-attn"][1]
     assert checks["GPUs"][0] == "FAIL  GPUs: 0 CUDA device(s) visible to the train env"
     assert "srun --gres=gpu:1" in checks["GPUs"][1]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import paths, prefetch
 
-MAKE_TRAIN_ENV = "make train-env TRAIN_ENV={env}   (on a GPU node; README, cluster)"
+MAKE_TRAIN_ENV = "make train-env TRAIN_ENV={env}   (with the CUDA module loaded; README, cluster)"
 # what the train env must show: nanotron's data loader needs datatrove's avoid-s3 signature
 TRAIN_ENV_PROBE = r"""
 import importlib.util, inspect, json
@@ -134,7 +134,7 @@ def check_train_env(spec) -> list[Check]:
                      "<= 0.10.1): nanotron's data loader fails with TypeError", fix))
     out.append(Check("train env flash-attn", "ok" if got["flash_attn"] else "FAIL",
                      got["flash_attn"] or got.get("flash_attn_error", "missing"),
-                     f"build the env on a GPU node without CPU_ONLY: {fix}"))
+                     f"build it without CPU_ONLY: {fix}"))
     out.append(Check("GPUs", "ok" if got["gpus"] else "FAIL", f"{got['gpus']} CUDA device(s) visible to the train env",
                      "run doctor where training runs: srun --gres=gpu:1 --pty zagreus doctor --profile "
                      f"{spec.profile.name} (and load the CUDA modules the sbatch script loads)"))
