@@ -93,3 +93,16 @@ def test_readme_cluster_walkthrough_uses_commands_that_exist_in_order():
     makefile = (paths.REPO_ROOT / "Makefile").read_text()
     assert re.search(r"^train-env:", makefile, re.M)
     assert "sbatch runs/full/ita/03_pretraining/pretraining.sbatch" in section
+
+
+def test_datatrove_slurm_script_exports_srun_cpus_per_task(tmp_path):
+    from datatrove.pipeline.readers import ParquetReader
+
+    from zagreus_utils import executors
+
+    ex = executors.make_executor(load_spec("ita", "full"), "slurm", [ParquetReader(str(tmp_path / "in"))],
+                                 job_name="tokenize", logging_dir=tmp_path / "logs")
+    lines = executors.slurm_dry_run(ex).splitlines()
+    srun = next(i for i, ln in enumerate(lines) if ln.startswith("srun "))
+    assert lines[srun - 1] == 'export SRUN_CPUS_PER_TASK="${SLURM_CPUS_PER_TASK:-1}"'
+    assert subprocess.run(["bash", "-n"], input="\n".join(lines), text=True).returncode == 0
