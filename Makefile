@@ -8,7 +8,7 @@ LANGUAGES ?= ita
 REPORT_SOURCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: install report report-only test bench clean-runs
+.PHONY: install report report-only test bench clean-runs train-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,10 @@ bench: install
 
 clean-runs:
 	rm -rf runs report/smoke report/full
+
+# The training environment (nanotron, datatrove, flash-attn, torch) in its own venv, for GPU nodes:
+#   make train-env TRAIN_ENV=<dir> [NANOTRON_SRC=<dir> DATATROVE_SRC=<dir> CPU_ONLY=1]
+# (slurm/train-env/build.sh; CPU_ONLY=1 with local source folders is how CI builds it).
+train-env:
+	@test -n "$(TRAIN_ENV)" || { echo "usage: make train-env TRAIN_ENV=<dir> [NANOTRON_SRC=<dir> DATATROVE_SRC=<dir> CPU_ONLY=1]" >&2; exit 2; }
+	PYTHON=$(PYTHON) NANOTRON_SRC=$(NANOTRON_SRC) DATATROVE_SRC=$(DATATROVE_SRC) CPU_ONLY=$(CPU_ONLY) slurm/train-env/build.sh $(TRAIN_ENV)

@@ -1,4 +1,5 @@
-"""The ``zagreus`` command: run the pipeline, rebuild the report, verify the runs, audit a report."""
+"""The ``zagreus`` command: run the pipeline, rebuild the report, verify the runs, audit a report,
+prefetch what the full profile reads, and check a cluster environment (doctor)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,18 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def cmd_prefetch(args) -> int:
+    from . import prefetch
+
+    return prefetch.main(args.profile, args.languages, dry_run=args.dry_run)
+
+
+def cmd_doctor(args) -> int:
+    from . import doctor
+
+    return doctor.main(args.profile, args.languages)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import spec
 
@@ -143,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("path")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_audit)
+
+    for name, func, text in (
+            ("prefetch", cmd_prefetch, "download what the profile reads at run time into HF_HOME / NLTK_DATA "
+                                       "(on a login node; --dry-run lists it offline)"),
+            ("doctor", cmd_doctor, "check pins, the train env, GPUs, caches, Slurm and report tasks; "
+                                   "each failure with its fix")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--profile", default="full", help=f"one of: {', '.join(spec.available('profiles'))}")
+        c.add_argument("--languages", nargs="+", default=list(spec.available("languages")),
+                       help="default: all")
+        if name == "prefetch":
+            c.add_argument("--dry-run", action="store_true", help="list what would be fetched (offline)")
+        c.set_defaults(func=func)
 
     # `zagreus convert ...` has its own parser (zagreus_utils.convert); listed here for --help.
     sub.add_parser("convert", add_help=False,

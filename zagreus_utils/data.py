@@ -366,11 +366,11 @@ def plan_inputs(spec: Spec, layout: Layout, sources_dir: Path | None = None) -> 
         inputs = [local_input(s, layout.raw / "sources") for s in spec.language.mixture]
     else:
         if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or spec.profile.offline:
-            raise ZagreusError(
-                f"profile {spec.profile.name!r} reads the real datasets from the Hugging Face hub "
-                f"(data.source: hub) but this session is offline (HF_HUB_OFFLINE=1 or offline: true). "
-                "Run it with network access, or use the smoke profile (--profile smoke)")
-        inputs = [hub_input(s) for s in spec.language.mixture]
+            from . import prefetch  # compute nodes without internet: the shards `zagreus prefetch` fetched
+
+            inputs = [prefetch.cached_input(s, spec) for s in spec.language.mixture]
+        else:
+            inputs = [hub_input(s) for s in spec.language.mixture]
     for inp in inputs:
         check_input(inp)
     return inputs

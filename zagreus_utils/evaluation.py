@@ -1369,6 +1369,8 @@ def slurm_script(plan: Plan, plan_file: Path, *, python: str | None = None, job_
     for var in ("HF_HOME", "ZAGREUS_RUNS"):
         if os.environ.get(var):
             lines.append(f"export {var}={shlex.quote(os.environ[var])}")
+    from .prefetch import nltk_data_dir  # lm-eval's ifeval reads punkt_tab: the folder `zagreus prefetch` fills
+    lines.append(f"export NLTK_DATA={shlex.quote(str(nltk_data_dir()))}")
     lines += [f"cd {shlex.quote(str(workdir))}",
               f"exec {shlex.quote(python or sys.executable)} -m zagreus_utils.evaluation array-task "
               f"--plan {shlex.quote(str(plan_file))} --index \"${{SLURM_ARRAY_TASK_ID}}\"", ""]

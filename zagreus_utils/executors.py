@@ -76,6 +76,15 @@ class ZagreusSlurmExecutor(SlurmPipelineExecutor):
     def get_sbatch_args(self, max_array: int = 1) -> dict:
         return {k: v for k, v in super().get_sbatch_args(max_array).items() if v is not None}
 
+    def get_launch_file_contents(self, sbatch_args: dict, run_script: str) -> str:
+        """datatrove's script, with ``SRUN_CPUS_PER_TASK`` exported before its ``srun`` line: srun
+        (Slurm >= 22.05) no longer inherits ``--cpus-per-task`` from the allocation."""
+        text = super().get_launch_file_contents(sbatch_args, run_script)
+        if not run_script.startswith("srun "):
+            return text
+        export = f'export SRUN_CPUS_PER_TASK="${{SLURM_CPUS_PER_TASK:-{int(self.cpus_per_task)}}}"'
+        return text.replace(f"\n{run_script}", f"\n{export}\n{run_script}", 1)
+
     def launch_merge_stats(self):
         from datatrove.executor import slurm as dt_slurm
 

@@ -132,9 +132,11 @@ def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path =
 
     checks = preflight.run(spec, config, base=paths.REPO_ROOT, raise_on_failure=False, launcher=launcher)
     if entry == "nanotron":
-        notes.append("Pin nanotron (environment.yml) to a main-branch commit whose NanosetDatasetsArgs counts the "
-                     "tokenizer as len(AutoTokenizer(...).get_vocab()): earlier commits used tokenizer.vocab_size "
-                     "(128,000 for Llama-3.2, without its 256 special tokens) and refuse vocab_size 128256.")
+        notes.append("The script activates the training env (slurm.train_env or $ZAGREUS_TRAIN_ENV; build it with "
+                     "`make train-env TRAIN_ENV=<dir>`): nanotron main 2411b022, whose NanosetDatasetsArgs counts "
+                     "the tokenizer as len(AutoTokenizer(...).get_vocab()) (earlier commits used "
+                     "tokenizer.vocab_size, 128,000 for Llama-3.2, and refuse vocab_size 128256), with the "
+                     "datatrove its data loader needs.")
     if entry == "local":
         notes.append("This profile declares no GPUs: the sbatch script runs the local trainer "
                      "(python -m zagreus_utils.trainer) under torchrun instead of nanotron's run_train.py.")

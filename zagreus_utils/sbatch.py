@@ -29,7 +29,6 @@ SHELL = "/bin/bash"
 DEFAULT_MODULES = ("profile/global", "python/3.11", "cuda/12.2", "cudnn", "nccl", "gcc")
 DEFAULT_NCCL = (("NCCL_IB_DISABLE", "0"), ("NCCL_SOCKET_IFNAME", "ib0,eno,eth"))
 DEFAULT_MASTER_PORT = 29400
-DEFAULT_NANOTRON_DIR = "third_party/nanotron"  # a clone of nanotron at the commit environment.yml pins
 
 
 def _count(key: str, value) -> int:
@@ -78,9 +77,14 @@ def world_size(spec) -> int:
 def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: str | Path = paths.REPO_ROOT,
            job_name: str | None = None, output: str = "slurm-%j.out", modules=DEFAULT_MODULES,
            venv: str | None = None, hf_home: str | None = None, nccl=DEFAULT_NCCL,
-           master_port: int = DEFAULT_MASTER_PORT, nanotron_dir: str = DEFAULT_NANOTRON_DIR,
+           master_port: int = DEFAULT_MASTER_PORT, train_env: str | None = None,
            extra_args: tuple[str, ...] = ()) -> Rendered:
-    """The sbatch script of one run (``entry``: ``nanotron`` for run_train.py, ``local`` for the local trainer)."""
+    """The sbatch script of one run (``entry``: ``nanotron`` for run_train.py, ``local`` for the local trainer).
+
+    The ``nanotron`` entry activates the training environment (``train_env``, default the profile's
+    ``slurm.train_env``; ``$ZAGREUS_TRAIN_ENV`` at submission time wins) and runs the
+    ``run_train.py`` that ``make train-env`` keeps in it; the ``local`` entry activates ``venv``.
+    """
     if entry not in ("nanotron", "local"):
         raise ZagreusError(f"unknown entry {entry!r}: use 'nanotron' (run_train.py) or 'local' (zagreus_utils.trainer)")
     p = spec.profile
@@ -103,7 +107,8 @@ def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: s
         venv=venv, venv_activate=str(Path(venv) / "bin" / "activate") if venv else "", hf_home=hf_home,
         omp_threads=max((cpus or procs) // procs, 1), nccl=nccl_pairs,
         procs_per_node=procs, world_size=nodes * procs, master_port=_count("master_port", master_port),
-        entry=entry, nanotron_dir=nanotron_dir, config=str(config_path), extra_args=[str(a) for a in extra_args])
+        train_env=(train_env or p.slurm.train_env) if entry == "nanotron" else "", cpus_per_task=cpus or 1,
+        entry=entry, config=str(config_path), extra_args=[str(a) for a in extra_args])
     return Rendered(header, body, nodes, procs, nodes * procs, entry)
 
 

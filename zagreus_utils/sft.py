@@ -961,7 +961,7 @@ def render_sbatch(spec, config_path: str | Path, *, workdir: str | Path = paths.
         venv_activate=str(Path(venv) / "bin" / "activate") if venv else "", hf_home=hf_home,
         omp_threads=max((cpus or procs) // procs, 1), nccl=pairs,
         master_port=_count("master_port", master_port, 1), config=str(config_path),
-        logs_dir=str(logs_dir) if logs_dir else "")
+        logs_dir=str(logs_dir) if logs_dir else "", cpus_per_task=cpus or 1)
     return SlurmScript(header, body, nodes, gpus, procs, nodes * procs)
 
 

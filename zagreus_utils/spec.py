@@ -183,6 +183,10 @@ class SlurmStage(_Strict):
 class SlurmSettings(_Strict):
     account: str | None = None
     partition: str | None = None
+    # The training environment (nanotron, datatrove, flash-attn) that `make train-env TRAIN_ENV=<dir>`
+    # builds; relative to the repository root or absolute. A GPU profile's pretraining script
+    # activates it ($ZAGREUS_TRAIN_ENV at submission time wins) and runs <dir>/src/nanotron/run_train.py.
+    train_env: str = ".venv-train"
     tokenization: SlurmStage
     pretraining: SlurmStage
     sft: SlurmStage
