@@ -295,7 +295,7 @@ def readme_commands() -> list[list[str]]:
             for part in re.split(r"&&|;", line.split("#", 1)[0]):
                 words = shlex.split(part)
                 at = [i for i, w in enumerate(words) if w == "zagreus" or w.endswith("/zagreus")]
-                if at:
+                if at and at[0] + 1 < len(words):  # not `cd zagreus` (the checkout's folder)
                     found.append([w.strip("[]") for w in words[at[0] + 1:] if w.strip("[]")])
     return found
 
@@ -306,7 +306,8 @@ def test_readme_commands_work(tmp_path, monkeypatch):
     monkeypatch.chdir(paths.REPO_ROOT)  # the README's paths are relative to the checkout
     monkeypatch.setenv("ZAGREUS_RUNS", str(tmp_path / "runs"))
     commands = readme_commands()
-    assert len(commands) >= 7 and {c[0] for c in commands} == {"run", "report", "audit", "convert", "verify"}
+    assert len(commands) >= 7 and {c[0] for c in commands} == {"run", "report", "audit", "convert", "verify",
+                                                             "prefetch", "doctor"}
     for argv in commands:
         if not Path("../shared/reference/tech-report.md").is_file():  # a checkout without shared/
             stand_in = tmp_path / "tech-report.md"
@@ -321,6 +322,8 @@ def test_readme_commands_work(tmp_path, monkeypatch):
             assert checked.languages and checked.selected, argv
         elif args.command == "report":
             cli.check_report(args)
+        elif args.command == "prefetch" and args.dry_run:  # offline: lists what a login node fetches
+            assert cli.cmd_prefetch(args) == 0, argv
         elif args.command == "verify":  # nothing has run under the empty runs root: a clear refusal
             with pytest.raises(ZagreusError, match="no stage manifests"):
                 cli.cmd_verify(args)
