@@ -7,10 +7,12 @@ sit in their own venv (``make train-env``) and the tests run them in a subproces
 python, named by ``ZAGREUS_TRAIN_ENV`` (the venv folder, or its python). Without it those tests skip.
 
 ``import nanotron.config`` reaches ``nanotron/nn/ring_attention.py``, which imports ``flash_attn``
-and ``triton`` at module level; on a CPU machine neither installs. :func:`stub_path` writes
-stand-ins for those two imports only: every name they export raises when called, so no test can
-use a kernel of theirs by accident (loading a config, building datasets and reading checkpoints call
-none).
+and ``triton`` at module level, and ``nanotron.models.llama`` reaches ``nanotron/nn/moe.py``, which
+imports ``grouped_gemm``; on a CPU machine none of them installs. :func:`stub_path` writes
+stand-ins for those imports only: every function they export raises when called, every class
+can be built (no parameters, no buffers) but raises when used, so no test can use a kernel of theirs
+by accident (loading a config, building datasets, building a model
+on the meta device and reading checkpoints call none).
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ def __getattr__(name):  # every other name: a stand-in that refuses to run
     if name.startswith("__"):
         raise AttributeError(name)
 
-    def stand_in(*args, **kwargs):
+    def refuse(*args, **kwargs):
         raise RuntimeError(f"{__name__}.{name} is a CPU-test stand-in (tests/cluster_env.py): no kernel here")
 
-    stand_in.__name__ = name
-    return stand_in
+    if name[:1].isupper():  # a class: it may be built (nanotron's modules hold one), not used
+        return type(name, (), {"__init__": lambda self, *a, **k: None, "__call__": refuse, "forward": refuse,
+                               "__module__": __name__})
+    refuse.__name__ = name
+    return refuse
 '''
 
 _TRITON = '''
@@ -66,7 +71,16 @@ STAND_INS = {
     "flash_attn/ops/triton/layer_norm.py": "",
     "triton/__init__.py": "from . import language\n" + _TRITON,
     "triton/language/__init__.py": "",
+    # nanotron/nn/moe.py (reached by nanotron.models.llama) imports it and raises without it
+    "grouped_gemm/__init__.py": "",
+    "grouped_gemm/ops.py": "",
 }
+
+
+#: mark for a test module whose fixtures are built only for the training venv
+requires_train_env = pytest.mark.skipif(not os.environ.get(ENV_VAR), reason=(
+    f"{ENV_VAR} is not set: build the training venv (make train-env TRAIN_ENV=<dir> NANOTRON_SRC=... "
+    f"DATATROVE_SRC=... CPU_ONLY=1) and export {ENV_VAR}=<dir>"))
 
 
 def train_python() -> str:
@@ -116,4 +130,4 @@ def run_train_env(code: str, *args: str, cwd: str | Path | None = None, env: dic
     return json.loads(lines[-1])
 
 
-__all__ = ["ENV_VAR", "STAND_INS", "run_train_env", "stub_path", "train_python"]
+__all__ = ["ENV_VAR", "STAND_INS", "requires_train_env", "run_train_env", "stub_path", "train_python"]

@@ -22,12 +22,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cluster_env import run_train_env
+from cluster_env import requires_train_env, run_train_env
 from pretraining_helpers import LLAMA_VOCAB, tokenize_texts, write_llama_stand_in, write_stage02
 
 from zagreus_utils import nanotron_config as ncfg
 from zagreus_utils import nanotron_schema, pretraining
 from zagreus_utils.spec import available, load_spec
+
+pytestmark = requires_train_env
 
 LANGS = available("languages")
 
