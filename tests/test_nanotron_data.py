@@ -28,7 +28,7 @@ from cluster_env import requires_train_env, run_train_env
 from pretraining_helpers import write_stage02
 
 from zagreus_utils import nanotron_config as ncfg
-from zagreus_utils import pretraining, trainer
+from zagreus_utils import preflight, pretraining, trainer
 from zagreus_utils.spec import load_spec
 
 pytestmark = requires_train_env
@@ -168,3 +168,16 @@ def test_nanotron_does_not_repeat_a_source(built):
     assert got["upto"] < got["size"]  # the config asks for more samples than the smallest source's share holds
     assert got["past_end"].startswith("IndexError")
 
+
+
+def test_preflight_refuses_a_nanotron_run_that_would_read_past_a_folder(run, built):
+    """Pre-flight counts each folder's samples against its share, as nanotron main reads them."""
+    got = built["stage"]
+    mbs = run.config["tokens"]["micro_batch_size"]
+    assert run.config["tokens"]["train_steps"] * mbs == got["size"] > got["upto"]
+    refused = preflight.check_data_volume(run.config, repeats=False)
+    assert refused.ok is False and "IndexError" in refused.detail and "train_steps" in refused.fix
+    assert preflight.check_data_volume(run.config, repeats=True).ok  # the local trainer repeats folders
+    fits = ncfg.load(run.config_path)
+    fits["tokens"]["train_steps"] = got["upto"] // mbs - 1  # every sample nanotron can still read
+    assert preflight.check_data_volume(fits, repeats=False).ok, preflight.check_data_volume(fits).detail
