@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random
 import shutil
-from pathlib import Path
 
 import pytest
 from cluster_env import requires_train_env, run_train_env
@@ -65,9 +64,8 @@ def smoke_config(tmp_path_factory):
     texts = {s.id: [" ".join(rng.choice(words) for _ in range(rng.randint(20, 60))) for _ in range(40)]
              for s in spec.language.mixture}
     vocab = write_stage02(run_dir, texts, vocab_size=400, bos="<|begin_of_text|>", eos="<|end_of_text|>")
-    overrides = {"tokenizer.vocab_size": vocab, "model.hidden_size": 64, "model.intermediate_size": 128,
-                 "model.num_hidden_layers": 2, "model.num_attention_heads": 4, "model.num_key_value_heads": 2}
-    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", overrides)
+    # the smoke profile as it is, but for the vocabulary of this small corpus's tokenizer
+    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", {"tokenizer.vocab_size": vocab})
     return prep, vocab
 
 
@@ -181,16 +179,15 @@ def shape(tp):
                              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]}
     return None
 
-hints = {}
-def resolve(cls):
-    # the dataclasses' field types as real types (some modules use string annotations)
-    for c in [cls]:
-        for f in dataclasses.fields(c):
-            f.type = typing.get_type_hints(c)[f.name]
-            for a in [f.type, *typing.get_args(f.type), *[x for y in typing.get_args(f.type) for x in typing.get_args(y)]]:
-                if dataclasses.is_dataclass(a) and a not in hints:
-                    hints[a] = True
-                    resolve(a)
+seen = set()
+def resolve(cls):  # the fields' types as real types (some modules use string annotations), recursively
+    types = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        f.type = types[f.name]
+        for a in [f.type, *typing.get_args(f.type), *[x for y in typing.get_args(f.type) for x in typing.get_args(y)]]:
+            if dataclasses.is_dataclass(a) and a not in seen:
+                seen.add(a)
+                resolve(a)
 resolve(Config)
 tree = shape(Config)
 # model_config is a Union with Any: dacite takes LlamaConfig for the kit's configs (is_llama_config)
