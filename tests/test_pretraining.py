@@ -129,7 +129,7 @@ def _prep(stage02, **extra):
 
 def _config(spec, run_dir):
     return ncfg.render(spec, run_dir=run_dir, checkpoints_path=run_dir / "pt-checks",
-                       tokenizer_name_or_path=str(run_dir / "02_tokenization" / "tokenizer" / "tokenizer.json"))
+                       tokenizer_name_or_path=str(run_dir / "02_tokenization" / "tokenizer"))
 
 
 def test_preflight_passes_on_good_input(stage02):

@@ -101,7 +101,10 @@ ADAPTATIONS: tuple[Correction, ...] = (
                "Paths on the report's cluster (one Italian web folder, seven fineweb-edu-350BT shards, "
                "finepdf, starcoder, while section 3 lists fineweb sample-350BT); the kit points at its "
                "own stage-02 output, one tokenized folder per mixture source of the language spec, "
-               "mixed in proportion to their sizes as in the report (no dataset_weights)."),
+               "mixed in proportion to their sizes. Without dataset_weights (as in the report and in these "
+               "files, rendered before any data exists) nanotron main's TokenizedBytes loader blends the "
+               "folders equally, so the pretraining stage writes each folder's share of the tokens as "
+               "dataset_weights into the config it submits (size_weights)."),
 )
 
 #: kept as the report has them, but worth knowing (shown beside the corrections)
@@ -249,6 +252,33 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
             "val_check_interval": t.checkpoint_interval,  # the report's value equals its checkpoint interval
         },
     }
+
+
+def size_weights(folders: list[str | Path]) -> list[float] | None:
+    """Each folder's share of the tokens (its ``*.ds`` bytes; one token size per stage), to 6
+    significant digits, as ``dataset_weights``; None while a folder holds no token files yet.
+
+    nanotron main's TokenizedBytes loader blends folders in proportion to ``dataset_weights`` and
+    *equally* when there are none (the old Nanoset mixed by size); the local trainer honours the
+    same weights, so both read the same blend.
+    """
+    sizes = [sum(p.stat().st_size for p in Path(f).glob("*.ds")) if Path(f).is_dir() else 0 for f in folders]
+    if not folders or not all(sizes):
+        return None
+    total = sum(sizes)
+    return [float(f"{size / total:.6g}") for size in sizes]
+
+
+def weigh_by_size(config: dict) -> list[float] | None:
+    """Set ``dataset_weights`` of each data stage from its folders' sizes (:func:`size_weights`)."""
+    found = None
+    for stage in config.get("data_stages") or []:
+        ds = stage["data"]["dataset"]
+        folders = ds["dataset_folder"]
+        weights = size_weights([folders] if isinstance(folders, str) else folders)
+        if weights is not None:
+            ds["dataset_weights"] = found = weights
+    return found
 
 
 def to_yaml(config: dict, header: str = "") -> str:

@@ -8,8 +8,13 @@ dataclass at that place is an error. This module writes those dataclasses down a
 - a one-element ``list`` means "a list of items shaped like this";
 - ``Variants`` means "one of these shapes" (dacite picks the union member that fits).
 
-``REQUIRED`` lists the fields without defaults. The helpers at the bottom are generic: the audit
-also runs them over a schema built from axolotl's pydantic models.
+``REQUIRED`` lists the fields without defaults (one list per place: what each member of a union
+needs is left to nanotron). The helpers at the bottom are generic: the audit also runs them over a
+schema built from axolotl's pydantic models.
+
+This copy is what validates where nanotron is not installed (pre-flight on a login node, the local
+launcher, the converter). tests/test_nanotron_config.py compares it, field by field, with the
+dataclasses of the pinned nanotron (main, 2411b022), so it cannot drift from them.
 """
 
 from __future__ import annotations
@@ -98,7 +103,8 @@ OPTIMIZER = {
 
 NANOSET = _leaves("dataset_folder", "dataset_weights", "dataset_read_path", "tokenizer_name",
                   "vocab_size", "token_size_in_bytes", "return_positions", "skip_in_stream",
-                  "pad_samples_to_global_batch_size", "dataset_max_tokens", "shuffle_files")
+                  "pad_samples_to_global_batch_size", "dataset_max_tokens", "shuffle_files",
+                  "use_old_brrr_dataloader")
 
 DATASET = Variants({
     "NanosetDatasetsArgs": NANOSET,
@@ -122,9 +128,9 @@ PROFILER = _leaves("profiler_export_path", "wait", "warmup", "active", "repeat",
                    "record_shapes", "profile_memory", "with_stack", "export_chrome_trace")
 
 LIGHTEVAL = {
-    "slurm_template": None,
     "slurm_script_dir": None,
-    "checkpoints_path": None,
+    "logs_path": None,
+    "local_checkpoint_dir": None,
     "parallelism": PARALLELISM,
     "batch_size": None,
     "generation": None,  # one GenerationArgs or a dict of them
@@ -135,6 +141,17 @@ LIGHTEVAL = {
                        "push_results_to_tensorboard", "hub_repo_results", "hub_repo_details",
                        "hub_repo_tensorboard", "tensorboard_metric_prefix"),
     "wandb": _leaves("wandb_project", "wandb_entity", "wandb_run_name"),
+    "slurm": _leaves("gpus_per_node", "partition", "hf_cache", "cpus_per_task", "qos", "time",
+                     "reservation"),
+    "s3_save_path": None,
+    "upload_to_wandb": None,
+    "wandb_project": None,
+    "wandb_entity": None,
+    "output_dir": None,
+    "nanotron_path": None,
+    "eval_config_override": None,
+    "eval_interval": None,
+    "eval_interval_file": None,
 }
 
 S3_UPLOAD = _leaves("upload_s3_path", "remove_after_upload", "s5cmd_numworkers",
@@ -170,6 +187,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "optimizer.learning_rate_scheduler": ("learning_rate",),
     "data_stages[]": ("name", "start_training_step", "data"),
     "data_stages[].data": ("dataset", "seed"),
+    "profiler": ("profiler_export_path",),
+    "lighteval.parallelism": ("dp", "pp", "tp"),
+    "s3_upload": ("upload_s3_path", "remove_after_upload", "s5cmd_numworkers", "s5cmd_concurrency",
+                  "s5cmd_path"),
 }
 
 # A few top-level keys are enough to tell a nanotron config from other YAML.

@@ -9,6 +9,8 @@ listing every failure with its fix, so that a typo costs seconds, not a queue wa
   tokenizer string equals the config's tokenizer and whose token size fits the vocabulary; the
   tokenizer's vocabulary equals the model's ``vocab_size`` (nanotron asserts both); each ``.ds``
   holds exactly the tokens its ``.ds.index`` says (a truncated or padded file is refused);
+- data volume: with nanotron (a GPU profile) each folder holds its share of ``train_steps`` x
+  global batch samples (nanotron main does not repeat a folder; the local trainer does);
 - schedule: warmup, decay start and decay end fit in ``train_steps``; min lr <= lr;
 - sequence length <= ``max_position_embeddings``;
 - a resume path, when set, exists;
@@ -274,6 +276,53 @@ def check_data(config: dict, base: Path = paths.REPO_ROOT) -> list[Check]:
     return checks
 
 
+def check_data_volume(config: dict, base: Path = paths.REPO_ROOT, repeats: bool = False) -> Check:
+    """Each folder holds the samples its share of ``train_steps x global batch`` needs.
+
+    nanotron main's TokenizedBytes loader reads each folder once, in order, blended by
+    ``dataset_weights`` (equally without them), and fails with IndexError past a folder's last
+    ``sequence_length + 1`` window; it does not start the folder again. The local trainer does
+    (``repeats``): there the check only reports the epochs.
+    """
+    name = "data volume (samples per folder)"
+    stages = config.get("data_stages") or []
+    tokens = config.get("tokens") or {}
+    par = config.get("parallelism") or {}
+    try:
+        seq = int(tokens["sequence_length"])
+        needed = int(tokens["train_steps"]) * int(tokens["micro_batch_size"]) * \
+            int(tokens["batch_accumulation_per_replica"]) * int(par.get("dp") or 1)
+        ds = stages[0]["data"]["dataset"]
+        folders = ds["dataset_folder"]
+        folders = [folders] if isinstance(folders, str) else list(folders)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return Check(name, None, "the config has no tokens/data stage to count against")
+    sizes = []
+    for f in folders:
+        folder = _resolve(f, base)
+        metas = read_metadata(folder) if folder.is_dir() else []
+        token_size = next((size for _, _, size in metas if size > 0), 0)
+        if not token_size:
+            return Check(name, None, f"{folder}: no token files to count (see the data checks)")
+        tokens_in = sum(p.stat().st_size for p in folder.glob("*.ds")) // token_size
+        sizes.append(tokens_in // (seq + 1))
+    weights = ds.get("dataset_weights") or [1.0] * len(folders)
+    total = float(sum(weights))
+    short = []
+    for f, have, w in zip(folders, sizes, weights):
+        need = int(needed * w / total) + 1  # the blend keeps each folder within one sample of its share
+        if need > have:
+            short.append(f"{Path(f).name}: {have:,} samples of {seq + 1} tokens, its share needs {need:,}")
+    epochs = needed / max(sum(sizes), 1)
+    if short and not repeats:
+        return Check(name, False, f"train_steps x global batch = {needed:,} samples; " + "; ".join(short)
+                     + " (nanotron main reads each folder once and stops with IndexError at its end)",
+                     "tokenize more data for those sources, lower training.train_steps, or set "
+                     "dataset_weights that match the folders' sizes")
+    return Check(name, True, f"{needed:,} samples from {sum(sizes):,} ({epochs:.2f} epochs"
+                 + (", the local trainer repeats folders)" if short else ")"))
+
+
 def check_schedule(config: dict) -> Check:
     t = (config.get("tokens") or {}).get("train_steps")
     s = ((config.get("optimizer") or {}).get("learning_rate_scheduler")) or {}
@@ -383,6 +432,7 @@ def run(spec, config: dict, *, base: Path = paths.REPO_ROOT, raise_on_failure: b
     """Every check; raises one :class:`ZagreusError` naming each failure and its fix."""
     checks = [check_parallelism(spec, config, launcher), check_config(config)]
     checks += check_data(config, base)
+    checks.append(check_data_volume(config, base, repeats=not spec.profile.hardware.gpus_per_node))
     checks += [check_schedule(config), check_sequence(config), check_resume(config, base),
                check_memory(spec, config)]
     if raise_on_failure:

@@ -108,6 +108,9 @@ def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path =
 
     config = ncfg.render(spec, run_dir=rd, checkpoints_path=od / "checkpoints",
                          tokenizer_name_or_path=_tokenizer_string(spec, rd))
+    if ncfg.weigh_by_size(config) is None:
+        notes.append("dataset_weights: none yet (stage 02's token folders are not all there); nanotron main "
+                     "would blend the folders equally, not by size")
     header = (f"# nanotron config of run {profile}/{language}, rendered by zagreus_utils.nanotron_config "
               f"(overrides: {json.dumps(overrides or {}, sort_keys=True)})\n")
     config_path = ncfg.write(config, od / CONFIG_FILE, header)

@@ -46,6 +46,9 @@ BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|pad|>"
 SPECIAL_TOKENS = [BOS, EOS, IM_START, IM_END, PAD]  # ids 0..4 in the smoke BPE
 LLAMA_TOKENIZER = "meta-llama/Llama-3.2-1B"  # the report's tokenizer (section 3)
+# What a hub tokenizer needs in the local cache: nanotron loads it with AutoTokenizer, which in
+# transformers 5 also reads the repo's config.json (offline, without it: "couldn't connect").
+HUB_TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 REPORT_TEXT_TO_TOKENS = 3.0  # "for every 1 GB of text, approximately 3 GB of tokenized outputs"
 REPORT_DISK_TB = (3.0, 5.0)  # "at least 3 to 5 terabytes of disk space" for ~1T tokens
 PLAN_TOKENS = 1_000_000_000_000
@@ -135,7 +138,7 @@ def pretrained_tokenizer_file(spec: Spec) -> Path:
             f"loaded offline: it is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) nor a local "
             f"folder with a tokenizer.json. Pre-fill the cache on a machine with network access (the repo is "
             f"gated: accept its licence, then `huggingface-cli login` and `huggingface-cli download {name} "
-            f"tokenizer.json tokenizer_config.json special_tokens_map.json`) and point HF_HOME at that cache, "
+            f"{' '.join(HUB_TOKENIZER_FILES)}`) and point HF_HOME at that cache, "
             f"or run the embedded profile instead (--profile smoke)")
     return found
 

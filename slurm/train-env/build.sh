@@ -68,7 +68,9 @@ else
   git clone --quiet "$NANOTRON_REPO" "$nanotron"
   git -C "$nanotron" checkout --quiet "$NANOTRON_COMMIT"
 fi
-"${pip[@]}" --no-deps "$nanotron"
+# editable: a plain install leaves out nanotron/data's Makefile and helpers.cpp, which the Nanoset
+# data path compiles at first use (it exits without them)
+"${pip[@]}" --no-deps -e "$nanotron"
 cuda_only="$(grep -vE '^\s*(#|$)' "$HERE/requirements-cuda.txt" | tr '\n' ' ')"
 if [ "$CPU_ONLY" = 1 ]; then
   echo "[4/4] CPU_ONLY=1: left out the CUDA-only packages: $cuda_only"
