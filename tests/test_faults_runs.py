@@ -328,3 +328,34 @@ def test_readme_commands_work(tmp_path, monkeypatch):
             with pytest.raises(ZagreusError, match="no stage manifests"):
                 cli.cmd_verify(args)
     assert not (tmp_path / "runs").exists()
+
+
+# --- finding 3 at the runner: a result set aside is named in the run's output ----------------
+
+MOVE_BODY = """from pathlib import Path
+from zagreus_utils import trainer
+out = Path(out_dir)
+old = out / "checkpoints"
+if old.is_dir():  # an earlier run's result: set aside as the trainer does, never deleted
+    trainer.move_aside([old], out, "abc123", "trained on other settings (learning_rate)")
+old.mkdir()
+(old / "weights.bin").write_text(str(len(list(out.glob("previous/*")))))
+"""
+
+
+def test_finding3_set_aside_result_is_named_in_the_run_output(tmp_path):
+    nbs, root = _tiny(tmp_path, MOVE_BODY)
+    _run(nbs, root)
+    lines: list[str] = []
+    summary = _run(nbs, root, force=True, log=lines.append)
+    assert [r.status for r in summary.results][:1] == ["ok"]
+    (moved,) = (root / "smoke" / "ita" / "01_alpha" / "previous").iterdir()
+    assert (moved / "checkpoints" / "weights.bin").read_text() == "0"  # the first run's result, kept
+    said = [line for line in lines if "kept, not deleted" in line]
+    assert len(said) == 1 and moved.name in said[0] and "learning_rate" in said[0], lines
+    record = manifest.read(root / "smoke" / "ita" / "01_alpha")
+    assert [Path(m["path"]).name for m in record["moved_aside"]] == [moved.name]
+    # a later run that moves nothing names nothing (the earlier move is not announced again)
+    lines.clear()
+    _run(nbs, root, log=lines.append)
+    assert not [line for line in lines if "kept, not deleted" in line]

@@ -27,6 +27,11 @@ from .errors import ZagreusError
 
 MANIFEST = "manifest.json"
 LAUNCH = "launch.json"  # what a stage says actually ran it (see LaunchRecord)
+# Something computed that a stage would otherwise overwrite (an earlier run trained on other
+# inputs, an incomplete checkpoint) is moved to <stage>/previous/<when>-<label>/ with a moved.json
+# saying why; the runner names every such move in its output and the manifest.
+SET_ASIDE = "previous"
+SET_ASIDE_RECORD = "moved.json"
 IN_PROCESS = "local (in-process)"  # a stage that ran in the notebook's own process although another launcher was asked
 
 
@@ -286,6 +291,20 @@ def verify(folder: Path) -> tuple[str, dict[str, str]]:
     except ZagreusError as exc:
         return "corrupt", {MANIFEST: str(exc)}
     return str(m.get("status")), check_outputs(folder, m.get("outputs", {}), full=True)
+
+
+def set_aside_since(folder: Path, since: float) -> list[dict]:
+    """The moves recorded under ``folder``'s ``previous/`` since ``since`` (a time.time() value):
+    ``{"path", "reason"}`` each, oldest first."""
+    found = []
+    for rec in sorted(Path(folder).glob(f"{SET_ASIDE}/*/{SET_ASIDE_RECORD}")):
+        if rec.stat().st_mtime >= since:
+            try:
+                reason = json.loads(rec.read_text()).get("reason", "")
+            except (OSError, json.JSONDecodeError):
+                reason = ""
+            found.append({"path": str(rec.parent), "reason": reason})
+    return found
 
 
 def relative_to_repo(path: Path) -> str:

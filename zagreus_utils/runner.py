@@ -31,6 +31,7 @@ class StageResult:
     seconds: float = 0.0
     error: str = ""
     folder: Path | None = None
+    moved_aside: list[dict] = field(default_factory=list)  # earlier results this run set aside (not deleted)
 
 
 @dataclass
@@ -225,6 +226,9 @@ def _finish(stage: stage_mod.Stage, folder: Path, record: dict, language: str | 
     written; a manifest that cannot be written makes the stage ``failed`` with the path."""
     seconds = time.perf_counter() - t0
     record.update(status=status, error=error, finished=manifest.now(), seconds=round(seconds, 2))
+    moved = manifest.set_aside_since(folder, time.time() - seconds - 1) if folder.is_dir() else []
+    if moved:
+        record["moved_aside"] = moved
     try:
         record["outputs"] = manifest.describe_outputs(folder) if folder.is_dir() else {}
         record.update(_launched(stage, folder, launcher, t0))
@@ -233,7 +237,7 @@ def _finish(stage: stage_mod.Stage, folder: Path, record: dict, language: str | 
         written = manifest.write_error(exc, folder) if isinstance(exc, OSError) else str(exc)
         if written != error:  # not the fault already reported
             status, error = "failed", f"{error}; {written}" if error else written
-    return StageResult(language, stage.name, status, seconds, error, folder)
+    return StageResult(language, stage.name, status, seconds, error, folder, moved)
 
 
 def _launched(stage: stage_mod.Stage, folder: Path, launcher: str, started: float) -> dict:
@@ -283,6 +287,9 @@ def execute(plan: runplan.Plan, *, force: bool = False, progress: bool = True, l
             summary.results.append(res)
             # a failure's message is printed once, at the end (cli); here only that it happened
             log(f"[{profile}/{lang}] {stage.name} {res.status} ({res.seconds:.1f} s)")
+            for move in res.moved_aside:
+                log(f"[{profile}/{lang}] {stage.name}: kept, not deleted: {manifest.relative_to_repo(Path(move['path']))}"
+                    + (f" ({move['reason']})" if move["reason"] else ""))
             if res.status in ("failed", "blocked"):
                 log(f"[{profile}/{lang}] stopping {lang} here; other languages go on")
                 break

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from . import manifest
 from .errors import ZagreusError
 from .nanotron_config import NanotronSchedule
 
@@ -54,7 +55,7 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 COMPLETE_RECORD = "zagreus_complete.json"  # written by the on_save callback: the weights' sizes and sha256
 STATE_FILES = ("optimizer.pt", "scheduler.pt", "trainer_state.json")  # the Trainer writes trainer_state.json last
-PREVIOUS = "previous"  # <stage>/previous/<time>-<label>/: earlier runs and incomplete checkpoints, moved aside
+PREVIOUS = manifest.SET_ASIDE  # <stage>/previous/<time>-<label>/: earlier runs and incomplete checkpoints, moved aside
 
 
 # --- settings read from a nanotron config ---------------------------------------------------
@@ -510,7 +511,7 @@ def move_aside(items: list[Path], stage: Path, label: str, reason: str) -> Path 
     dest.mkdir(parents=True)
     for p in items:
         os.replace(p, dest / p.name)
-    _write_atomic(dest / "moved.json", {"reason": reason, "from": str(Path(stage)),
+    _write_atomic(dest / manifest.SET_ASIDE_RECORD, {"reason": reason, "from": str(Path(stage)),
                                        "items": [p.name for p in items],
                                        "moved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return dest
