@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zagreus_utils.audit import audit  # noqa: E402
+from zagreus_utils.audit.core import audit  # noqa: E402
 
 DEFAULT_REPORT = ROOT.parent / "shared" / "reference" / "tech-report.md"
 

@@ -42,7 +42,7 @@ ZAGREUS_044B = {
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from zagreus_utils import convert
+from zagreus_utils.convert import core as convert
 mode, src, dst = sys.argv[1:4]
 if mode == "baseline":
     from transformers import LlamaForCausalLM  # what a conversion imports, nothing converted
@@ -66,7 +66,7 @@ print("RESULT " + json.dumps(out))
 def make_checkpoint(folder: Path, dtype: str, tp: int | str) -> int:
     import torch
 
-    from zagreus_utils import convert
+    from zagreus_utils.convert import core as convert
 
     torch.manual_seed(0)
     dt = convert.DTYPES[dtype]

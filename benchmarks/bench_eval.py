@@ -27,7 +27,8 @@ TARGET_S = 90.0
 CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from zagreus_utils import evaluation, spec as specs
+from zagreus_utils.stages import evaluation
+from zagreus_utils.pipeline import spec as specs
 overrides = json.loads(sys.argv[3])
 spec = specs.load_spec(sys.argv[2], "smoke", overrides)
 summary = evaluation.run(spec, sys.argv[1], sys.argv[1] + "/06_eval", overrides=overrides, log=lambda m: None)

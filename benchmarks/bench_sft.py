@@ -41,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--language", default="ita")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--entry", choices=("kit", "axolotl"), default="kit",
-                    help="kit: python -m zagreus_utils.sft <step> (default); axolotl: python -m axolotl.cli.<step>")
+                    help="kit: python -m zagreus_utils.stages.sft <step> (default); axolotl: python -m axolotl.cli.<step>")
     ap.add_argument("--max-steps", type=int, default=None, help="default: the smoke config's max_steps")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run folder here")
     args = ap.parse_args(argv)
 
     import sft_helpers
-    from zagreus_utils import sft
-    from zagreus_utils.spec import load_spec
+    from zagreus_utils.stages import sft
+    from zagreus_utils.pipeline.spec import load_spec
 
     sft.apply_offline_env()
     spec = load_spec(args.language, "smoke")

@@ -51,7 +51,7 @@ def _texts(clean_dirs):
 
 def raw_encode(tokenizer_file: str, texts: list[str]) -> tuple[float, int]:
     """The same tokenizer, the same <bos> ... <eos> framing, encode_batch over all the text."""
-    from zagreus_utils.tokenization import NanosetDocumentTokenizer
+    from zagreus_utils.stages.tokenization import NanosetDocumentTokenizer
 
     tok = NanosetDocumentTokenizer("/tmp/unused", tokenizer_file=tokenizer_file, tokenizer_name="x").tokenizer
     t0 = time.perf_counter()
@@ -63,8 +63,8 @@ def raw_encode(tokenizer_file: str, texts: list[str]) -> tuple[float, int]:
 def stage_pipeline(spec, data_dir: Path, tokenizer_file: Path, out: Path) -> tuple[float, int, float]:
     """Stage 02's datatrove jobs exactly as the stage builds and runs them, into a fresh folder:
     (seconds for tokenize + merge, tokens, seconds of the tokenize job alone)."""
-    from zagreus_utils import tokenization as tk
-    from zagreus_utils.executors import run_executor
+    from zagreus_utils.stages import tokenization as tk
+    from zagreus_utils.cluster.executors import run_executor
 
     if out.exists():
         shutil.rmtree(out)
@@ -101,8 +101,8 @@ def main() -> int:
     ap.add_argument("--no-cli", action="store_true", help="skip the zagreus run (notebooks) timing")
     args = ap.parse_args()
 
-    from zagreus_utils import data, tokenization as tk
-    from zagreus_utils.spec import load_spec
+    from zagreus_utils.stages import data, tokenization as tk
+    from zagreus_utils.pipeline.spec import load_spec
 
     root = Path(tempfile.mkdtemp(prefix="bench-tokenization-"))
     spec = load_spec(args.language, "smoke", {"data.sample_scale": args.scale})

@@ -1,6 +1,6 @@
 """Benchmark the local pretraining path (issue 4).
 
-1. Throughput: the local trainer (transformers' Trainer, ``zagreus_utils.trainer``) vs a minimal
+1. Throughput: the local trainer (transformers' Trainer, ``zagreus_utils.model.trainer``) vs a minimal
    hand-written torch loop on the same model, batch, data, optimizer and schedule. Steady-state
    tokens/s is the median over steps (the first two are warm-up), per run; runs alternate between
    the two and the medians of ``--repeat`` runs are compared. Target: ratio >= 0.9.
@@ -45,7 +45,7 @@ def build_stage02(run_dir: Path, language: str = "ita", vocab_size: int = 8192) 
     import pyarrow.parquet as pq
     from pretraining_helpers import write_stage02
 
-    from zagreus_utils import corpus
+    from zagreus_utils.sample_corpus import corpus
 
     corpus.generate(run_dir / "01_data", language, seed=8)
     texts = {s: [t for f in sorted(glob.glob(str(run_dir / "01_data" / "sources" / s / "*.parquet")))
@@ -56,8 +56,10 @@ def build_stage02(run_dir: Path, language: str = "ita", vocab_size: int = 8192) 
 # --- 1. throughput --------------------------------------------------------------------------
 
 def _settings(run_dir: Path, overrides: dict, steps: int, out: Path):
-    from zagreus_utils import nanotron_config, pretraining, trainer
-    from zagreus_utils.spec import load_spec
+    from zagreus_utils.nanotron import config as nanotron_config
+    from zagreus_utils.stages import pretraining
+    from zagreus_utils.model import trainer
+    from zagreus_utils.pipeline.spec import load_spec
 
     spec = load_spec("ita", "smoke", {**overrides, "training.train_steps": steps,
                                       "training.checkpoint_interval": steps * 10,
@@ -78,7 +80,7 @@ def _stats(tps: list[float], tpc: list[float]) -> tuple[float, float, float]:
 
 def run_trainer(run_dir: Path, overrides: dict, steps: int) -> tuple[float, float, float]:
     """Tokens/s statistics (see ``_stats``) over steps 3.. of one Trainer run."""
-    from zagreus_utils import trainer
+    from zagreus_utils.model import trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         config, s = _settings(run_dir, overrides, steps, Path(tmp))
@@ -92,7 +94,7 @@ def run_torch_loop(run_dir: Path, overrides: dict, steps: int) -> tuple[float, f
     """The same steps with a minimal hand-written loop (statistics as ``_stats``)."""
     import torch
 
-    from zagreus_utils import trainer
+    from zagreus_utils.model import trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         _, s = _settings(run_dir, overrides, steps, Path(tmp))
@@ -148,8 +150,9 @@ def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
     """The report's 0.44B model at sequence 4096, bf16, one GPU, through the local trainer: tokens/s, MFU."""
     import torch
 
-    from zagreus_utils import nanotron_config, planning, trainer
-    from zagreus_utils.spec import load_spec
+    from zagreus_utils.nanotron import config as nanotron_config
+    from zagreus_utils.model import planning, trainer
+    from zagreus_utils.pipeline.spec import load_spec
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu-full needs a CUDA GPU")
@@ -180,7 +183,7 @@ def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
 SMOKE = """
 import json, sys, time
 t0 = time.perf_counter()
-from zagreus_utils import pretraining
+from zagreus_utils.stages import pretraining
 prep = pretraining.prepare("smoke", "ita", sys.argv[1], sys.argv[2], "local", json.loads(sys.argv[3]))
 res = pretraining.execute(prep, progress=False)
 times = sorted(json.loads(x)["step_time_s"] for x in open(res.metrics_path).read().splitlines()[1:])
@@ -207,7 +210,7 @@ def run_smoke(run_dir: Path, overrides: dict) -> dict:
 
 
 def main() -> int:
-    from zagreus_utils.spec import parse_override
+    from zagreus_utils.pipeline.spec import parse_override
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)

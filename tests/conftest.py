@@ -31,7 +31,7 @@ def make_notebook(path: Path, parameters: str, body: str) -> Path:
 @pytest.fixture
 def report_source():
     """The technical report's markdown when it is present beside the repository (CI has it)."""
-    from zagreus_utils import paths
+    from zagreus_utils.pipeline import paths
 
     path = paths.DEFAULT_REPORT_SOURCE
     if not path.is_file():

@@ -2,7 +2,7 @@
 
 Builds what the upstream stages would leave in a run folder, at a size that evaluates in seconds:
 
-    <run_dir>/01_data/raw/heldout/{mc,text}_{<lang>,eng}.jsonl   (zagreus_utils.corpus)
+    <run_dir>/01_data/raw/heldout/{mc,text}_{<lang>,eng}.jsonl   (zagreus_utils.sample_corpus.corpus)
     <run_dir>/04_conversion/hf/step-<N>/                          (random LlamaForCausalLM + tokenizer)
     <run_dir>/05_sft/model/                                       (the same, with a chat template)
 
@@ -27,7 +27,7 @@ def write_heldout(run_dir: Path, language: str, seed: int = 0, scale: float = 0.
     100 multiple-choice items per style and language whatever the scale; ``max(20, 100 * scale)``
     held-out documents per language (the pipeline's smoke profile uses scale 1.0: 100).
     """
-    from zagreus_utils import corpus
+    from zagreus_utils.sample_corpus import corpus
 
     raw = Path(run_dir) / "01_data" / "raw"
     corpus.generate(raw, language, seed=seed, scale=scale)

@@ -16,7 +16,7 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"
 
 def make_corpus(root: Path, language: str = "ita", seed: int = 0) -> Path:
     """The generated sample corpus (01_data/raw layout); returns its folder."""
-    from zagreus_utils import corpus
+    from zagreus_utils.sample_corpus import corpus
 
     out = Path(root)
     if not (out / "sft" / "conversations.jsonl").is_file():

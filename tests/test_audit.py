@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from zagreus_utils import audit_checks as ac
-from zagreus_utils.audit import audit, audit_text, findings_frame, format_text, main
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.markdown import parse
-from zagreus_utils.nanotron_schema import NANOTRON_SCHEMA, Variants, check_keys, schema_paths
+from zagreus_utils.audit import checks as ac
+from zagreus_utils.audit.core import audit, audit_text, findings_frame, format_text, main
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.audit.markdown import parse
+from zagreus_utils.nanotron.schema import NANOTRON_SCHEMA, Variants, check_keys, schema_paths
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
 
@@ -233,7 +233,7 @@ def test_numbers_schedule_and_parameter_count():
     assert ac.nanotron_lr(sched, 2_000_000, 211364) == pytest.approx(0.003)
     assert ac.nanotron_lr(sched, 2_000_000, 775000) == pytest.approx((0.003 + 1e-7) / 2)
     assert ac.nanotron_lr(sched, 2_000_000, 900000) == pytest.approx(1e-7)
-    from zagreus_utils.planning import Architecture, parameter_counts
+    from zagreus_utils.model.planning import Architecture, parameter_counts
 
     arch = Architecture(vocab_size=128256, hidden_size=960, intermediate_size=2560, num_layers=32, num_heads=15,
                         num_kv_heads=5, tie_word_embeddings=True)

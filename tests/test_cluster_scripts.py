@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from zagreus_utils import evaluation, sbatch, sft
-from zagreus_utils.spec import load_spec
+from zagreus_utils.stages import evaluation, sft
+from zagreus_utils.cluster import sbatch
+from zagreus_utils.pipeline.spec import load_spec
 
 SHELLCHECK = shutil.which("shellcheck")
 
@@ -73,7 +74,8 @@ def test_eval_script_reads_nltk_data_from_the_prefetched_folder(tmp_path, monkey
 def test_readme_cluster_walkthrough_uses_commands_that_exist_in_order():
     import re
 
-    from zagreus_utils import cli, paths
+    from zagreus_utils import cli
+    from zagreus_utils.pipeline import paths
 
     readme = (paths.REPO_ROOT / "README.md").read_text()
     section = readme.split("## Cluster: from `git clone` to `sbatch`")[1].split("\n## ")[0]
@@ -98,7 +100,7 @@ def test_readme_cluster_walkthrough_uses_commands_that_exist_in_order():
 def test_datatrove_slurm_script_exports_srun_cpus_per_task(tmp_path):
     from datatrove.pipeline.readers import ParquetReader
 
-    from zagreus_utils import executors
+    from zagreus_utils.cluster import executors
 
     ex = executors.make_executor(load_spec("ita", "full"), "slurm", [ParquetReader(str(tmp_path / "in"))],
                                  job_name="tokenize", logging_dir=tmp_path / "logs")

@@ -5,8 +5,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from zagreus_utils import conversion, spec, trainer
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.stages import conversion
+from zagreus_utils.pipeline import spec
+from zagreus_utils.model import trainer
+from zagreus_utils.pipeline.errors import ZagreusError
 
 
 def _checkpoint(folder, step, seed):
@@ -72,7 +74,7 @@ def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_con
     tp=2 here, written by the project's exporter) become hf/step-N with the tokens they had seen."""
     import yaml
 
-    from zagreus_utils import convert
+    from zagreus_utils.convert import core as convert
 
     cluster = tmp_path / "cluster_checkpoints"
     for i, step in enumerate((1000, 2000)):

@@ -1,4 +1,4 @@
-"""nanotron <-> Hugging Face conversion (zagreus_utils.convert): tiny random Llamas, CPU only."""
+"""nanotron <-> Hugging Face conversion (zagreus_utils.convert.core): tiny random Llamas, CPU only."""
 
 import dataclasses
 import json
@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from zagreus_utils import convert as C
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.convert import core as C
+from zagreus_utils.pipeline.errors import ZagreusError
 
 H, I, LAYERS, HEADS, KV, VOCAB = 64, 96, 2, 4, 2, 300
 
@@ -199,7 +199,7 @@ def test_tp2_shards_follow_nanotron_chunked_layout(nt_tp2):
 def test_checkpoint_files_config_yaml_and_metadata(nt_tp2):
     import yaml
 
-    from zagreus_utils import nanotron_schema as schema
+    from zagreus_utils.nanotron import schema
 
     ckpt, cfg, _ = nt_tp2
     data = yaml.safe_load((ckpt / "config.yaml").read_text())

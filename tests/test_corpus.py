@@ -1,4 +1,4 @@
-"""The smoke profile's embedded sample corpus (zagreus_utils.corpus, zagreus_utils.knowledge)."""
+"""The smoke profile's embedded sample corpus (zagreus_utils.sample_corpus.corpus, zagreus_utils.sample_corpus.knowledge)."""
 
 import hashlib
 import json
@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from zagreus_utils import corpus
-from zagreus_utils import knowledge as kb
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.sample_corpus import corpus
+from zagreus_utils.sample_corpus import knowledge as kb
+from zagreus_utils.pipeline.errors import ZagreusError
 
 SCALE = 0.1
 TRAIN_SOURCES = ("fineweb", "fineweb2", "finepdfs")

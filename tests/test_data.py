@@ -1,4 +1,4 @@
-"""Stage 01 (zagreus_utils.data) and the datatrove executors (zagreus_utils.executors).
+"""Stage 01 (zagreus_utils.stages.data) and the datatrove executors (zagreus_utils.cluster.executors).
 
 Tiny hand-made sources with planted documents: each filter must remove exactly what was planted
 for it (and nothing else), MinHash must remove one of each planted near-duplicate pair, bad inputs
@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zagreus_utils import data, executors
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.spec import load_spec
+from zagreus_utils.stages import data
+from zagreus_utils.cluster import executors
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.pipeline.spec import load_spec
 
 WORDS = ("river mountain capital country language people city valley forest ocean island summer winter "
          "morning evening market bridge garden window teacher student history science music village "

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import cluster_env
-from zagreus_utils import paths
+from zagreus_utils.pipeline import paths
 
 BUILD = paths.REPO_ROOT / "slurm" / "train-env" / "build.sh"
 TRAIN_ENV_FILES = [BUILD, *sorted((paths.REPO_ROOT / "slurm" / "train-env").glob("requirements*.txt"))]

@@ -1,4 +1,4 @@
-"""Stage 06 (zagreus_utils.evaluation): lm-eval on tiny random Llamas, offline, CPU only.
+"""Stage 06 (zagreus_utils.stages.evaluation): lm-eval on tiny random Llamas, offline, CPU only.
 
 One module-scoped run (two base checkpoints + an SFT model, a few items per task) gives real
 lm-eval output that the ingestion, tables, figures, rerun and failure tests read.
@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 
 import eval_helpers as H
-from zagreus_utils import evaluation as E
-from zagreus_utils import paths, plots, published, tables
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.spec import load_spec
+from zagreus_utils.stages import evaluation as E
+from zagreus_utils.pipeline import paths
+from zagreus_utils.stages import plots
+from zagreus_utils.results import published, tables
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.pipeline.spec import load_spec
 
 LIMIT = 4
 TINY = {"vocab_size": 512, "hidden": 32, "layers": 2}
@@ -356,7 +358,7 @@ def test_slurm_array_script_is_shell_safe_with_one_task_per_model(evaluated, tmp
                          env={**os.environ, "SLURM_ARRAY_TASK_ID": "2"})
     assert out.returncode == 0, out.stderr
     argv = out.stdout.splitlines()
-    assert argv == ["-m", "zagreus_utils.evaluation", "array-task", "--plan",
+    assert argv == ["-m", "zagreus_utils.stages.evaluation", "array-task", "--plan",
                     str(Path(plan.out_dir) / "slurm" / "plan.json"), "--index", "2"]
     assert not (tmp_path / "canary").exists() and not Path("canary").exists()
     plan_back = E.Plan.from_json(json.loads((Path(plan.out_dir) / "slurm" / "plan.json").read_text()))
@@ -384,7 +386,7 @@ def test_slurm_dry_run_submit_and_follow(evaluated, tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     state = tmp_path / "polls"
-    stubs = {  # the formats zagreus_utils.slurm asks for (squeue %i|%F|%K|%T|%r|%P|%N, sacct -X -P)
+    stubs = {  # the formats zagreus_utils.cluster.slurm asks for (squeue %i|%F|%K|%T|%r|%P|%N, sacct -X -P)
         "sbatch": 'echo "$@" > ' + str(tmp_path / "sbatch.args") + '; echo "4242;cluster"',
         # first poll: queued; then nothing in the queue (finished)
         "squeue": f'if [ ! -e {state} ]; then touch {state}; echo "4242_0|4242|0|RUNNING|None|debug|vm"; '
@@ -398,7 +400,7 @@ def test_slurm_dry_run_submit_and_follow(evaluated, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     assert E.submit(plan, script) == "4242"
     assert f"--output={Path(plan.out_dir) / 'slurm' / 'logs' / '%A_%a.out'}" in (tmp_path / "sbatch.args").read_text()
-    from zagreus_utils import slurm
+    from zagreus_utils.cluster import slurm
 
     with pytest.raises(slurm.JobFailed, match=r"Slurm job 4242 ended FAILED.*failed tasks: 4242_2 FAILED 1:0") as info:
         E.follow("4242", poll_s=0.01, progress=False)

@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from conftest import make_notebook
-from zagreus_utils import cli, manifest, paths, report, runner
+from zagreus_utils import cli
+from zagreus_utils.pipeline import manifest, paths, runner
+from zagreus_utils.results import report
 
 LANG_PARAMS = 'profile = "smoke"\nlanguage = "ita"\nrun_dir = ""\nout_dir = ""\n'
 ROWS = 100

@@ -21,7 +21,7 @@ import torch
 
 from test_convert import nanotron_config, random_fused, shard_path, tiny_hf, write_nt
 from zagreus_utils import cli
-from zagreus_utils import convert as C
+from zagreus_utils.convert import core as C
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT_FIXTURES = Path(__file__).parent / "fixtures" / "audit"
@@ -149,8 +149,9 @@ def test_finding6_failed_verification_in_the_stage_keeps_earlier_conversions(tmp
     hf/step-<N> behind, and the one converted before it stays as it was."""
     import yaml
 
-    from zagreus_utils import conversion, spec
-    from zagreus_utils.errors import ZagreusError
+    from zagreus_utils.stages import conversion
+    from zagreus_utils.pipeline import spec
+    from zagreus_utils.pipeline.errors import ZagreusError
 
     cfg = nanotron_config(tied=True)
     cluster = tmp_path / "cluster"
@@ -219,7 +220,7 @@ def test_finding6_full_disk_one_line(tmp_path):
 
 def _calls_to_audit(text: str) -> int:
     """Function calls (Python and C) made while auditing ``text``: the work, independent of the machine."""
-    from zagreus_utils.audit import audit_text
+    from zagreus_utils.audit.core import audit_text
 
     calls = 0
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import make_notebook
-from zagreus_utils import cli, lock, manifest, paths, report, runner
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils import cli
+from zagreus_utils.pipeline import lock, manifest, paths, runner
+from zagreus_utils.results import report
+from zagreus_utils.pipeline.errors import ZagreusError
 
 LANG_PARAMS = 'profile = "smoke"\nlanguage = "ita"\nrun_dir = ""\nout_dir = ""\n'
 PROFILE_PARAMS = 'profile = "smoke"\nlanguages = ["ita"]\nout_dir = ""\n'
@@ -58,7 +60,7 @@ def _env():
 
 def _start_first_run(nbs, root):
     """A first `zagreus run` (the runner in its own process) that stays in its stage until `go`."""
-    code = ("import sys\nfrom pathlib import Path\nfrom zagreus_utils import runner\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom zagreus_utils.pipeline import runner\n"
             f"s = runner.run('smoke', ['ita'], root=Path({str(root)!r}), notebooks=Path({str(nbs)!r}), progress=False)\n"
             "print([r.status for r in s.results])\n")
     return subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE,
@@ -146,7 +148,7 @@ def test_finding4_lock_released_on_interrupt(tmp_path):
             "(base / 'locked').write_text(str((base / '.zagreus.lock').is_file()))\n"
             "os.kill(os.getppid(), signal.SIGINT)\ntime.sleep(30)\n")
     nbs, root = _tiny(tmp_path, body)
-    code = ("from pathlib import Path\nfrom zagreus_utils import runner\n"
+    code = ("from pathlib import Path\nfrom zagreus_utils.pipeline import runner\n"
             f"runner.run('smoke', ['ita'], root=Path({str(root)!r}), notebooks=Path({str(nbs)!r}), progress=False)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr
@@ -253,7 +255,7 @@ def test_finding6_bad_set_refused_before_first_stage_once(tmp_path, monkeypatch,
 def test_finding6_stage_failure_message_printed_once(tmp_path, monkeypatch, capsys):
     """A failure found inside a stage (e.g. stage 03's pre-flight) is printed once, not in the
     progress line, the summary table and the error line."""
-    body = ("from zagreus_utils.errors import ZagreusError\n"
+    body = ("from zagreus_utils.pipeline.errors import ZagreusError\n"
             "raise ZagreusError('pre-flight failed (1 check(s)); nothing was submitted or trained')\n")
     nbs, root = _tiny(tmp_path, body)
     monkeypatch.setattr(paths, "NOTEBOOKS", nbs)
@@ -301,7 +303,7 @@ def readme_commands() -> list[list[str]]:
 
 
 def test_readme_commands_work(tmp_path, monkeypatch):
-    from zagreus_utils import convert
+    from zagreus_utils.convert import core as convert
 
     monkeypatch.chdir(paths.REPO_ROOT)  # the README's paths are relative to the checkout
     monkeypatch.setenv("ZAGREUS_RUNS", str(tmp_path / "runs"))
@@ -333,7 +335,7 @@ def test_readme_commands_work(tmp_path, monkeypatch):
 # --- finding 3 at the runner: a result set aside is named in the run's output ----------------
 
 MOVE_BODY = """from pathlib import Path
-from zagreus_utils import trainer
+from zagreus_utils.model import trainer
 out = Path(out_dir)
 old = out / "checkpoints"
 if old.is_dir():  # an earlier run's result: set aside as the trainer does, never deleted

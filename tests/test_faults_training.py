@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from pretraining_helpers import make_stage02, tiny_overrides
 
-from zagreus_utils import conversion, paths, pretraining, runner, trainer
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.stages import Stage
+from zagreus_utils.stages import conversion, pretraining
+from zagreus_utils.pipeline import paths, runner
+from zagreus_utils.model import trainer
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.pipeline.stages import Stage
 
 STEPS, INTERVAL = 8, 4
 

@@ -1,4 +1,4 @@
-"""nanotron's own code reads the kit's nanotron-layout checkpoints (``zagreus_utils.convert``'s exporter).
+"""nanotron's own code reads the kit's nanotron-layout checkpoints (``zagreus_utils.convert.core``'s exporter).
 
 In the training venv (tests/cluster_env.py), on CPU:
 
@@ -28,7 +28,7 @@ import pytest
 import torch
 from cluster_env import requires_train_env, run_train_env
 
-from zagreus_utils import convert as C
+from zagreus_utils.convert import core as C
 
 pytestmark = requires_train_env
 

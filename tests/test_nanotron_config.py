@@ -10,7 +10,7 @@ with ``nanotron.config.get_config_from_file(path, config_class=Config)``:
 
 nanotron's loader is strict (dacite ``strict=True``), reads each folder's first ``*.metadata``,
 loads the tokenizer named there with AutoTokenizer and asserts that its vocabulary and name equal
-the model's. The kit's own schema (``zagreus_utils.nanotron_schema``), which validates where nanotron
+the model's. The kit's own schema (``zagreus_utils.nanotron.schema``), which validates where nanotron
 is not installed (pre-flight on a login node, the local launcher, the converter), is compared with
 nanotron's dataclasses field by field so that it cannot drift.
 """
@@ -24,9 +24,10 @@ import pytest
 from cluster_env import requires_train_env, run_train_env
 from pretraining_helpers import LLAMA_VOCAB, tokenize_texts, write_llama_stand_in, write_stage02
 
-from zagreus_utils import nanotron_config as ncfg
-from zagreus_utils import nanotron_schema, pretraining
-from zagreus_utils.spec import available, load_spec
+from zagreus_utils.nanotron import config as ncfg
+from zagreus_utils.nanotron import schema as nanotron_schema
+from zagreus_utils.stages import pretraining
+from zagreus_utils.pipeline.spec import available, load_spec
 
 pytestmark = requires_train_env
 

@@ -6,7 +6,7 @@ stage is rebuilt on CPU: ``get_tb_datasets`` (TokenizedBytes folders on datatrov
 compiled ``build_blending_indices``), with a one-process gloo group in place of nanotron's
 NCCL-only ParallelContext (the function only asks it for ``world_pg``).
 
-What nanotron main does, and how the local trainer (``zagreus_utils.trainer.TokenDataset``) relates:
+What nanotron main does, and how the local trainer (``zagreus_utils.model.trainer.TokenDataset``) relates:
 
 * blend: the same greedy "furthest below its share" order of (source, window) pairs; nanotron
   reads it in order, the local trainer shuffles it with the data seed (a permutation applied to
@@ -27,9 +27,10 @@ import pytest
 from cluster_env import requires_train_env, run_train_env
 from pretraining_helpers import write_stage02
 
-from zagreus_utils import nanotron_config as ncfg
-from zagreus_utils import preflight, pretraining, trainer
-from zagreus_utils.spec import load_spec
+from zagreus_utils.nanotron import config as ncfg
+from zagreus_utils.model import preflight, trainer
+from zagreus_utils.stages import pretraining
+from zagreus_utils.pipeline.spec import load_spec
 
 pytestmark = requires_train_env
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from zagreus_utils import paths, stages
+from zagreus_utils.pipeline import paths, stages
 
 pytestmark = pytest.mark.smoke
 
@@ -52,7 +52,7 @@ def test_report_is_self_contained_and_complete(smoke_run, workdir):
     out, with_audit = smoke_run
     html = (workdir / "report" / "smoke" / "index.html").read_text()
     # seven published tables and their figures, embedded
-    from zagreus_utils import published
+    from zagreus_utils.results import published
 
     for info in published.TABLES.values():
         assert info.title in html, info.table_id

@@ -1,4 +1,4 @@
-"""Figures and styled tables of the published results (zagreus_utils.plots / .tables).
+"""Figures and styled tables of the published results (zagreus_utils.stages.plots / zagreus_utils.results.tables).
 
 Most tests run on a small synthetic frame in the tidy format of ``published.load()`` so they
 do not depend on the transcription; one runs ``build_all`` over the real transcription.
@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from zagreus_utils import plots, published, tables
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.stages import plots
+from zagreus_utils.results import published, tables
+from zagreus_utils.pipeline.errors import ZagreusError
 
 S6, S7 = "6. Pre-trained evaluations", "7. Post-trained evaluations"
 
@@ -129,7 +130,7 @@ def test_chance_level_known_tasks(task):
 
 @pytest.mark.parametrize("task", ["ifeval", "assin2_rte", "gsm8k", "Media"])
 def test_chance_level_unknown_task_is_a_clear_error(task):
-    with pytest.raises(ZagreusError, match=rf"{task!r}.*CHANCE in zagreus_utils/plots.py"):
+    with pytest.raises(ZagreusError, match=rf"{task!r}.*CHANCE in zagreus_utils/stages/plots.py"):
         plots.chance_level(task)
 
 

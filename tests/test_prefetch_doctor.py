@@ -3,8 +3,10 @@ checks this machine and names the fix of each failure (here: no GPU, no flash-at
 import pytest
 
 import cluster_env
-from zagreus_utils import cli, data, prefetch
-from zagreus_utils.spec import load_spec
+from zagreus_utils import cli
+from zagreus_utils.stages import data
+from zagreus_utils.cluster import prefetch
+from zagreus_utils.pipeline.spec import load_spec
 
 PT_TASKS = {"assin2_rte", "assin2_sts", "bluex", "enem_challenge", "faquad_nli", "hatebr_offensive", "oab_exams",
             "portuguese_hate_speech", "tweetsentbr"}

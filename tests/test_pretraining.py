@@ -20,10 +20,14 @@ from pathlib import Path
 import pytest
 from pretraining_helpers import SOURCES, make_stage02, tiny_overrides
 
-from zagreus_utils import nanotron_config as ncfg
-from zagreus_utils import nanotron_logs, paths, planning, preflight, pretraining, sbatch
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.spec import load_spec
+from zagreus_utils.nanotron import config as ncfg
+from zagreus_utils.nanotron import logs as nanotron_logs
+from zagreus_utils.pipeline import paths
+from zagreus_utils.model import planning, preflight
+from zagreus_utils.stages import pretraining
+from zagreus_utils.cluster import sbatch
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.pipeline.spec import load_spec
 
 LANGS = ["ita", "spa", "fra", "por"]
 STEPS, INTERVAL = 16, 4
@@ -51,7 +55,7 @@ def reference(stage02):
 @pytest.mark.parametrize("lang", LANGS)
 def test_committed_nanotron_configs_equal_the_renderer(lang):
     path = ncfg.committed_path(lang)
-    assert path.is_file(), f"{path} missing: run python -c 'from zagreus_utils import nanotron_config as n; n.write_committed()'"
+    assert path.is_file(), f"{path} missing: run python -c 'from zagreus_utils.nanotron import config as n; n.write_committed()'"
     assert path.read_text(encoding="utf-8") == ncfg.render_committed(lang)
     assert ncfg.validate(ncfg.load(path)) == []
 
@@ -345,7 +349,7 @@ def test_planning_numbers_for_the_report():
 def test_schedule_is_nanotrons_and_uses_transformers_where_it_matches():
     import torch
 
-    from zagreus_utils import trainer
+    from zagreus_utils.model import trainer
 
     spec = load_spec("ita", "smoke")
     s = trainer.Settings.from_nanotron(ncfg.render(spec), base=paths.REPO_ROOT)
@@ -369,7 +373,7 @@ def test_schedule_is_nanotrons_and_uses_transformers_where_it_matches():
 
 
 def test_model_init_gqa_and_tied_embeddings():
-    from zagreus_utils import trainer
+    from zagreus_utils.model import trainer
 
     spec = load_spec("ita", "smoke")
     s = trainer.Settings.from_nanotron(ncfg.render(spec), base=paths.REPO_ROOT)
@@ -386,7 +390,7 @@ def test_model_init_gqa_and_tied_embeddings():
 
 
 def test_data_blend_follows_folder_sizes_and_is_deterministic(stage02):
-    from zagreus_utils import trainer
+    from zagreus_utils.model import trainer
 
     run_dir, vocab = stage02
     folders = [str(run_dir / "02_tokenization" / "tokenized" / s) for s in SOURCES]
@@ -430,7 +434,7 @@ def test_killed_run_resumes_with_the_same_data_order(reference, tmp_path):
     cfg = dict(prep.config)
     cfg["checkpoints"] = {**cfg["checkpoints"], "checkpoints_path": str(tmp_path / "checkpoints")}
     cfg_path = ncfg.write(cfg, tmp_path / "config.yaml")
-    cmd = [sys.executable, "-m", "zagreus_utils.trainer", "--config-file", str(cfg_path), "--log-samples", "--no-progress"]
+    cmd = [sys.executable, "-m", "zagreus_utils.model.trainer", "--config-file", str(cfg_path), "--log-samples", "--no-progress"]
     env = {**os.environ, "ZAGREUS_STEP_DELAY": "0.25"}  # a throttle, so that the kill lands mid-run
     metrics = tmp_path / "metrics.jsonl"
     proc = subprocess.Popen(cmd, env=env, cwd=paths.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -450,7 +454,7 @@ def test_killed_run_resumes_with_the_same_data_order(reference, tmp_path):
     assert not (tmp_path / "checkpoints" / f"checkpoint-{STEPS}").exists()
     assert (tmp_path / "checkpoints" / f"checkpoint-{INTERVAL}" / "trainer_state.json").is_file()
     # restart (in this process: same code path as the CLI, without a second interpreter start-up)
-    from zagreus_utils import trainer
+    from zagreus_utils.model import trainer
 
     res = trainer.train(cfg_path, base=paths.REPO_ROOT, log_samples=True, progress=False)
     assert res.status == "resumed" and res.steps == STEPS and res.resumed_from.endswith(f"checkpoint-{INTERVAL}")

@@ -7,9 +7,10 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 import pytest
 
-from zagreus_utils import paths, published
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.markdown import parse
+from zagreus_utils.pipeline import paths
+from zagreus_utils.results import published
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.audit.markdown import parse
 
 # Printed averages that do not recompute to their last printed digit (found in the report).
 KNOWN_DISCREPANCIES = {

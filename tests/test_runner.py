@@ -5,8 +5,8 @@ import time
 import pytest
 
 from conftest import make_notebook
-from zagreus_utils import manifest, runner, stages
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.pipeline import manifest, runner, stages
+from zagreus_utils.pipeline.errors import ZagreusError
 
 LANG_PARAMS = 'profile = "smoke"\nlanguage = "ita"\nrun_dir = ""\nout_dir = ""\n'
 

@@ -1,4 +1,4 @@
-"""Stage 05 SFT (zagreus_utils.sft): rendering, axolotl validation, label mask, bad inputs, Slurm,
+"""Stage 05 SFT (zagreus_utils.stages.sft): rendering, axolotl validation, label mask, bad inputs, Slurm,
 and one real axolotl run (preprocess + train) on a tiny model, offline, on CPU."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import sft_helpers  # noqa: E402
 
-from zagreus_utils import sft  # noqa: E402
-from zagreus_utils.errors import ZagreusError  # noqa: E402
-from zagreus_utils.spec import available, load_spec  # noqa: E402
+from zagreus_utils.stages import sft  # noqa: E402
+from zagreus_utils.pipeline.errors import ZagreusError  # noqa: E402
+from zagreus_utils.pipeline.spec import available, load_spec  # noqa: E402
 
 HOSTILE = "a'b; rm -rf /"
 
@@ -40,9 +40,9 @@ def smoke_spec():
 @pytest.mark.parametrize("language", available("languages"))
 def test_committed_configs_equal_the_renderer(language):
     path = sft.committed_path(language)
-    assert path.is_file(), f"missing {path}: run zagreus_utils.sft.write_committed()"
+    assert path.is_file(), f"missing {path}: run zagreus_utils.stages.sft.write_committed()"
     assert path.read_text(encoding="utf-8") == sft.render_committed(language), (
-        f"{path} is stale: re-render with zagreus_utils.sft.write_committed()")
+        f"{path} is stale: re-render with zagreus_utils.stages.sft.write_committed()")
 
 
 @pytest.mark.parametrize("language", available("languages"))
@@ -246,7 +246,7 @@ def test_sbatch_is_shell_safe(tmp_path):
     assert all(line.startswith("#SBATCH --") for line in script.header.splitlines())
     path = sft.write_sbatch(script, tmp_path / "sft.sbatch")
     assert path.read_text() == script.text
-    from zagreus_utils import slurm
+    from zagreus_utils.cluster import slurm
 
     assert slurm.dry_run(path) == script.text  # bash -n accepts it
     with pytest.raises(ZagreusError, match="line break"):
@@ -298,7 +298,7 @@ def test_real_axolotl_sft_run_leaves_a_chat_model(run_dir, smoke_spec):
 
 @pytest.mark.slurm
 def test_sft_job_runs_on_a_real_slurm(run_dir, smoke_spec, tmp_path):
-    from zagreus_utils import slurm
+    from zagreus_utils.cluster import slurm
 
     if not slurm.cluster_available():
         pytest.skip("no Slurm controller answers (start one with slurm/local-cluster/start.sh)")

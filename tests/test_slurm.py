@@ -1,4 +1,4 @@
-"""Unit tests of zagreus_utils.slurm that run anywhere, without Slurm.
+"""Unit tests of zagreus_utils.cluster.slurm that run anywhere, without Slurm.
 
 The command outputs below were captured from the single-node cluster of slurm/local-cluster
 (Debian 12, Slurm 22.05.8, no slurmdbd) unless marked otherwise.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from zagreus_utils import slurm
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.cluster import slurm
+from zagreus_utils.pipeline.errors import ZagreusError
 
 # squeue -h -r -t all -o '%i|%F|%K|%T|%r|%P|%N'
 SQUEUE_ALL = """\

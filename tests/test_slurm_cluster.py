@@ -1,4 +1,4 @@
-"""zagreus_utils.slurm against a real Slurm cluster (marked `slurm`).
+"""zagreus_utils.cluster.slurm against a real Slurm cluster (marked `slurm`).
 
 Runs when a cluster answers: start the local one with `sudo slurm/local-cluster/start.sh`
 (CI does). The drain test changes node states, so it runs only against that local cluster,
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from zagreus_utils import slurm
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.cluster import slurm
+from zagreus_utils.pipeline.errors import ZagreusError
 
 AVAILABLE = slurm.cluster_available()  # asked once: sinfo retries for seconds when no controller answers
 

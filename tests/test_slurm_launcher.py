@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from zagreus_utils import executors, manifest, preflight, runner, sbatch, slurm, stages
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.spec import load_spec
+from zagreus_utils.cluster import executors, sbatch, slurm
+from zagreus_utils.pipeline import manifest, runner, stages
+from zagreus_utils.model import preflight
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.pipeline.spec import load_spec
 
 
 def test_cpu_profile_job_runs_procs_per_node_ranks_under_torchrun(tmp_path):
@@ -28,7 +30,7 @@ def test_cpu_profile_job_runs_procs_per_node_ranks_under_torchrun(tmp_path):
                              modules=(), nccl=(), extra_args=("--no-progress",))
     text = rendered.text
     assert "GPUS_PER_NODE=2   # no GPUs: 2 process(es) per node, DDP over gloo" in text
-    assert f"-m zagreus_utils.trainer --config-file {tmp_path / 'cfg.yaml'} --no-progress" in text
+    assert f"-m zagreus_utils.model.trainer --config-file {tmp_path / 'cfg.yaml'} --no-progress" in text
     assert f"#SBATCH --output={tmp_path}/slurm-%j.out" in text and "#SBATCH --cpus-per-task=2" in text
     assert "--gres" not in text and "NCCL" not in text.split("set -euo pipefail")[1]
     full = load_spec("ita", "full")
@@ -174,7 +176,7 @@ def test_drained_partition_is_refused_before_submission(tmp_path, monkeypatch):
 
 
 def test_follow_shows_the_training_step(tmp_path):
-    from zagreus_utils import pretraining
+    from zagreus_utils.stages import pretraining
 
     metrics = tmp_path / "metrics.jsonl"
     assert pretraining._step_text(metrics, 400) == ""
@@ -190,7 +192,7 @@ def test_follow_shows_the_training_step(tmp_path):
             pass
 
     states = iter([slurm.JobState("9", "RUNNING"), slurm.JobState("9", "COMPLETED", 0, 0)])
-    import zagreus_utils.slurm as S
+    import zagreus_utils.cluster.slurm as S
 
     original = S._progress_bar
     S._progress_bar = lambda enabled, job_id: Bar()

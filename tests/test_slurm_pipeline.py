@@ -3,7 +3,7 @@
 Marked `slurm` (and skipped when no cluster answers: start the local one with
 `sudo slurm/local-cluster/start.sh`; CI does). Nothing stands in for Slurm: datatrove's
 SlurmPipelineExecutor submits the data and tokenization arrays, the pretraining sbatch script runs
-`srun torchrun --nproc_per_node 2 -m zagreus_utils.trainer` (DDP over gloo), SFT runs axolotl as a
+`srun torchrun --nproc_per_node 2 -m zagreus_utils.model.trainer` (DDP over gloo), SFT runs axolotl as a
 job, the eval is an array over the checkpoints. The pretraining job is cancelled mid-run with
 `scancel` and the rerun resumes from the last checkpoint. The files each stage leaves are compared
 with a local-launcher run of the same stages (data and tokenization run both ways; the later
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from zagreus_utils import paths, slurm, stages
+from zagreus_utils.pipeline import paths, stages
+from zagreus_utils.cluster import slurm
 
 AVAILABLE = slurm.cluster_available()
 
@@ -216,8 +217,9 @@ def test_full_profile_scripts_pass_sbatch_test_only_on_the_reports_shape(tmp_pat
 
     from datatrove.pipeline.readers import JsonlReader
 
-    from zagreus_utils import evaluation, executors, sbatch, sft
-    from zagreus_utils.spec import load_spec
+    from zagreus_utils.stages import evaluation, sft
+    from zagreus_utils.cluster import executors, sbatch
+    from zagreus_utils.pipeline.spec import load_spec
 
     monkeypatch.setattr(os, "environ", {**os.environ, **slurm.environ()})
     spec = load_spec("ita", "full")

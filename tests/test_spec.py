@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from zagreus_utils import paths, spec
-from zagreus_utils.errors import ZagreusError
+from zagreus_utils.pipeline import paths, spec
+from zagreus_utils.pipeline.errors import ZagreusError
 
 
 @pytest.fixture

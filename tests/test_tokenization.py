@@ -1,4 +1,4 @@
-"""Stage 02 (zagreus_utils.tokenization): tokenizer, Nanoset token folders, checks, round trip.
+"""Stage 02 (zagreus_utils.stages.tokenization): tokenizer, Nanoset token folders, checks, round trip.
 
 One small run of stages 01 and 02 on the sample corpus (scale 0.05), then the checks nanotron's
 Nanoset would make, each failure provoked on a tampered copy, and the bad inputs of the issue.
@@ -12,9 +12,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from zagreus_utils import data, manifest, tokenization as tk
-from zagreus_utils.errors import ZagreusError
-from zagreus_utils.spec import load_spec
+from zagreus_utils.stages import data, tokenization as tk
+from zagreus_utils.pipeline import manifest
+from zagreus_utils.pipeline.errors import ZagreusError
+from zagreus_utils.pipeline.spec import load_spec
 
 OVERRIDES = {"data.sample_scale": 0.05}
 

@@ -8,31 +8,32 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import ZagreusError
+from .pipeline.errors import ZagreusError
 
 
 def _overrides(items: list[str] | None) -> dict:
-    from .spec import parse_override
+    from .pipeline.spec import parse_override
 
     return dict(parse_override(item) for item in items or [])
 
 
 def plan_run(args):
     """Everything ``zagreus run`` can check before its first stage (raises naming each problem)."""
-    from . import runplan
+    from .pipeline import runplan
 
     return runplan.plan(args.profile, args.languages, args.stages, overrides=_overrides(args.set),
                         launcher=args.launcher, report_source=None if args.no_report else args.report_source)
 
 
 def check_report(args) -> None:
-    from . import runplan
+    from .pipeline import runplan
 
     runplan.check_report(args.profile, args.report_source)
 
 
 def cmd_run(args) -> int:
-    from . import lock, report, runner
+    from .pipeline import lock, runner
+    from .results import report
 
     checked = plan_run(args)
     with lock.hold(checked.folder, runner.stderr_log):  # one run per run folder, the report included
@@ -50,7 +51,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import report
+    from .results import report
 
     check_report(args)
     out = report.build(args.profile, source=args.report_source)
@@ -60,7 +61,7 @@ def cmd_report(args) -> int:
 
 def cmd_verify(args) -> int:
     """Fully hash every output each stage manifest recorded; 1 when any changed or is missing."""
-    from . import manifest, paths
+    from .pipeline import manifest, paths
 
     folders = manifest.stage_folders(args.profile, args.languages)
     if not folders:
@@ -83,14 +84,14 @@ def cmd_verify(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from . import audit
+    from .audit import core as audit
 
     return audit.main([args.path] + (["--json"] if args.json else []))
 
 
 def _languages_help() -> str:
     """The languages there are configs for, and which of them a sample-corpus profile can run."""
-    from . import runplan, spec
+    from .pipeline import runplan, spec
 
     known = spec.available("languages")
     sample = set(runplan.sample_languages())
@@ -108,19 +109,19 @@ def _terminate(signum, frame):
 
 
 def cmd_prefetch(args) -> int:
-    from . import prefetch
+    from .cluster import prefetch
 
     return prefetch.main(args.profile, args.languages, dry_run=args.dry_run)
 
 
 def cmd_doctor(args) -> int:
-    from . import doctor
+    from .cluster import doctor
 
     return doctor.main(args.profile, args.languages)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import spec
+    from .pipeline import spec
 
     p = argparse.ArgumentParser(prog="zagreus", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--dry-run", action="store_true", help="list what would be fetched (offline)")
         c.set_defaults(func=func)
 
-    # `zagreus convert ...` has its own parser (zagreus_utils.convert); listed here for --help.
+    # `zagreus convert ...` has its own parser (zagreus_utils.convert.core); listed here for --help.
     sub.add_parser("convert", add_help=False,
                    help="nanotron <-> Hugging Face checkpoints (zagreus convert -h)")
     return p
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["convert"]:
-        from .convert import main as convert_main
+        from .convert.core import main as convert_main
 
         return convert_main(argv[1:])
     signal.signal(signal.SIGTERM, _terminate)

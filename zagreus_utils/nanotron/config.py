@@ -1,0 +1,664 @@
+"""The nanotron training config, rendered per language from the spec, validated strictly.
+
+``render(spec)`` builds the YAML that nanotron's ``run_train.py --config-file`` reads; for the
+``full`` profile the results are committed as ``configs/nanotron/zagreus_350M_<lang>.yaml`` (a
+test checks they equal the renderer's output). For ``ita`` the rendered config carries every
+value of the report's config (section 4) except the documented :data:`CORRECTIONS` (where the
+report's config is wrong: invalid YAML, keys at a level nanotron rejects) and
+:data:`ADAPTATIONS` (where it names things that only exist on the report's cluster).
+
+Validation is strict as nanotron is (dacite in strict mode: an unknown key is an error), against
+:mod:`zagreus_utils.nanotron.schema`, plus the cross-field assertions of nanotron's
+``Config.__post_init__``; with nanotron itself too when it is importable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..pipeline import paths
+from ..pipeline.errors import ZagreusError
+
+NANOTRON_DIR = paths.CONFIGS / "nanotron"
+CONFIG_NAME = "zagreus_350M_{language}.yaml"
+HEADER = ("# Rendered by zagreus_utils.nanotron.config from configs/profiles/{profile}.yaml and "
+          "configs/languages/{language}.yaml.\n"
+          "# Do not edit: change the spec and re-render (a test checks this file equals the renderer's output).\n"
+          "# Paths are relative to the repository root (the sbatch script runs from there).\n")
+
+# --- values nanotron needs that the spec does not hold (the report's values) ------------------
+PROJECT = "zagreus"
+RUN = "zagreus-350M"               # the report's run name; checkpoints are per language anyway
+DATA_STAGE_NAME = "stable phase"   # the report's single data stage (no annealing stage)
+NUM_LOADING_WORKERS = 0
+DDP_BUCKET_CAP_MB = 100
+MAKE_VOCAB_SIZE_DIVISIBLE_BY = 1
+ACCUMULATE_GRAD_IN_FP32 = True
+TORCH_ADAM_IS_FUSED = True
+ZERO_STAGE = 0
+PARALLELISM_KNOBS = {              # nanotron-only knobs of the report's config
+    "expert_parallel_size": 1,
+    "pp_engine": "1f1b",
+    "recompute_layer": False,
+    "tp_linear_async_communication": True,
+    "tp_mode": "REDUCE_SCATTER",
+    "tp_recompute_allgather": True,
+}
+CHECKPOINTS_PATH_IS_SHARED_FILE_SYSTEM = False
+SAVE_INITIAL_STATE = False
+SAVE_FINAL_STATE = False
+LOGGING = {"iteration_step_info_interval": 1, "log_level": "info", "log_level_replica": "info"}
+IGNORE_SANITY_CHECKS = True
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "passive")
+DTYPES = ("bfloat16", "float16", "float32", "float", "half", "bf16", "fp16", "fp32", "float64", "int64")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A difference between the report's config and the rendered one, with its reason."""
+
+    key: str     # dotted key in the rendered config ("*" for the whole file)
+    kind: str    # "correction" (the report's config is wrong) | "adaptation" (site-specific value)
+    reason: str
+
+    def as_row(self, report_value: Any = None, kit_value: Any = None) -> dict:
+        return {"key": self.key, "kind": self.kind, "report": _short(report_value),
+                "rendered": _short(kit_value), "reason": self.reason}
+
+
+CORRECTIONS: tuple[Correction, ...] = (
+    Correction("*", "correction",
+               "Invalid YAML: `  save_initial_state: false` is indented under the scalar "
+               "`save_final_state: false` (yaml: 'mapping values are not allowed here'); no YAML "
+               "parser, nanotron's included, loads the file. The line is un-indented."),
+    Correction("checkpoints.resume_checkpoint_path", "correction",
+               "Written at the top level, where nanotron's Config has no such field: dacite's strict "
+               "mode rejects the file (UnexpectedDataError). It belongs under `checkpoints`."),
+    Correction("checkpoints.save_final_state", "correction",
+               "Written at the top level (not a Config field; rejected in strict mode). Moved under "
+               "`checkpoints`; the report's value (false) is kept."),
+    Correction("checkpoints.save_initial_state", "correction",
+               "Written (mis-indented) outside `checkpoints`. Moved under `checkpoints`; the report's "
+               "value (false) is kept."),
+)
+
+ADAPTATIONS: tuple[Correction, ...] = (
+    Correction("checkpoints.checkpoints_path", "adaptation",
+               "A folder of the report's cluster; the kit writes checkpoints into its run folder "
+               "(runs/<profile>/<language>/03_pretraining/checkpoints)."),
+    Correction("checkpoints.resume_checkpoint_path", "adaptation",
+               "The report resumed an earlier run from its step-630000 checkpoint, which exists only on "
+               "its cluster; a reproduction starts from scratch (null). The pretraining stage sets it "
+               "to resume a run of its own, and pre-flight checks that the path exists."),
+    Correction("data_stages[0].data.dataset.dataset_folder", "adaptation",
+               "Paths on the report's cluster (one Italian web folder, seven fineweb-edu-350BT shards, "
+               "finepdf, starcoder, while section 3 lists fineweb sample-350BT); the kit points at its "
+               "own stage-02 output, one tokenized folder per mixture source of the language spec, "
+               "mixed in proportion to their sizes. Without dataset_weights (as in the report and in these "
+               "files, rendered before any data exists) nanotron main's TokenizedBytes loader blends the "
+               "folders equally, so the pretraining stage writes each folder's share of the tokens as "
+               "dataset_weights into the config it submits (size_weights)."),
+)
+
+#: kept as the report has them, but worth knowing (shown beside the corrections)
+OBSERVATIONS = (
+    "The schedule decays linearly from step 750,000 to 800,000 and then stays at min_decay_lr "
+    "(1e-7) for the remaining 1.2M of the 2M train_steps; the report's log line shows "
+    "'iteration: 211364 / 1500000' and lr 0.0001, neither of which this config produces "
+    "(it gives lr 0.003 at that step): the log comes from a differently configured run.",
+    "The tokenization script (section 3) tokenizes with the local path "
+    "'/hub/models--meta-llama--Llama-3.2-1B' while this config names 'meta-llama/Llama-3.2-1B': "
+    "nanotron asserts that the tokenizer string recorded in each folder's .metadata equals "
+    "tokenizer_name_or_path, so data tokenized that way is refused. The kit tokenizes with the "
+    "hub name and pre-flight checks the metadata.",
+    "The report's sbatch script sets GPUS_PER_NODE=4 with 8 nodes (32 ranks) for a config with "
+    "dp=64 (and #SBATCH --gres=gpu:8): torchrun would start 32 ranks and nanotron would refuse "
+    "the world size. The kit renders GPUs per node from the spec and pre-flights dp x tp x pp.",
+)
+
+
+def _short(value: Any, limit: int = 90) -> str:
+    if value is None:
+        return "null"
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    text = text.removesuffix("...").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+def committed_path(language: str) -> Path:
+    return NANOTRON_DIR / CONFIG_NAME.format(language=language)
+
+
+def stage_folder(runs_root: str | Path, profile: str, language: str, stage: str) -> str:
+    return str(Path(runs_root) / profile / language / stage)
+
+
+def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None = None,
+           checkpoints_path: str | Path | None = None, tokenizer_name_or_path: str | None = None,
+           resume_checkpoint_path: str | Path | None = None) -> dict:
+    """The nanotron config (a plain mapping) of one run.
+
+    Paths default to the run folder layout under ``runs_root`` (relative, as committed); pass
+    ``run_dir`` (``runs/<profile>/<language>``) for the absolute paths of an actual run. The
+    tokenizer is the spec's ``name_or_path`` for a pretrained tokenizer; for a locally trained
+    one (kind ``bpe``) it is the stage-02 tokenizer folder unless given.
+    """
+    p, lang = spec.profile, spec.language
+    base = Path(run_dir) if run_dir is not None else Path(runs_root) / p.name / lang.code
+    tokenized = base / "02_tokenization" / "tokenized"
+    if tokenizer_name_or_path is None:
+        tokenizer_name_or_path = (p.tokenizer.name_or_path if p.tokenizer.kind == "pretrained"
+                                  else str(base / "02_tokenization" / "tokenizer"))
+    m, t = p.model, p.training
+    return {
+        "checkpoints": {
+            "checkpoint_interval": t.checkpoint_interval,
+            "checkpoints_path": str(checkpoints_path or base / "03_pretraining" / "checkpoints"),
+            "checkpoints_path_is_shared_file_system": CHECKPOINTS_PATH_IS_SHARED_FILE_SYSTEM,
+            "resume_checkpoint_path": str(resume_checkpoint_path) if resume_checkpoint_path else None,
+            "save_final_state": SAVE_FINAL_STATE,
+            "save_initial_state": SAVE_INITIAL_STATE,
+        },
+        "data_stages": [{
+            "data": {
+                "dataset": {"dataset_folder": [str(tokenized / s.id) for s in lang.mixture]},
+                "num_loading_workers": NUM_LOADING_WORKERS,
+                "seed": t.seed,
+            },
+            "name": DATA_STAGE_NAME,
+            "start_training_step": 1,
+        }],
+        "general": {
+            "benchmark_csv_path": None,
+            "consumed_train_samples": None,
+            "ignore_sanity_checks": IGNORE_SANITY_CHECKS,
+            "project": PROJECT,
+            "run": RUN,
+            "seed": t.seed,
+            "step": None,
+        },
+        "logging": dict(LOGGING),
+        "model": {
+            "ddp_bucket_cap_mb": DDP_BUCKET_CAP_MB,
+            "dtype": m.dtype,
+            "init_method": {"std": m.init_std},
+            "make_vocab_size_divisible_by": MAKE_VOCAB_SIZE_DIVISIBLE_BY,
+            "model_config": {
+                "bos_token_id": m.bos_token_id,
+                "eos_token_id": m.eos_token_id,
+                "hidden_act": m.hidden_act,
+                "hidden_size": m.hidden_size,
+                "initializer_range": m.initializer_range,
+                "intermediate_size": m.intermediate_size,
+                "is_llama_config": True,
+                "max_position_embeddings": m.max_position_embeddings,
+                "num_attention_heads": m.num_attention_heads,
+                "num_hidden_layers": m.num_hidden_layers,
+                "num_key_value_heads": m.num_key_value_heads,
+                "pad_token_id": None,
+                "pretraining_tp": 1,
+                "rms_norm_eps": m.rms_norm_eps,
+                "rope_interleaved": m.rope_interleaved,
+                "rope_scaling": None,
+                "rope_theta": m.rope_theta,
+                "tie_word_embeddings": m.tie_word_embeddings,
+                "use_cache": True,
+                "vocab_size": p.tokenizer.vocab_size,
+            },
+        },
+        "optimizer": {
+            "accumulate_grad_in_fp32": ACCUMULATE_GRAD_IN_FP32,
+            "clip_grad": t.clip_grad,
+            "learning_rate_scheduler": {
+                "learning_rate": t.learning_rate,
+                "lr_decay_starting_step": t.lr_decay_starting_step,
+                "lr_decay_steps": t.lr_decay_steps,
+                "lr_decay_style": t.lr_decay_style,
+                "lr_warmup_steps": t.lr_warmup_steps,
+                "lr_warmup_style": t.lr_warmup_style,
+                "min_decay_lr": t.min_decay_lr,
+            },
+            "optimizer_factory": {
+                "adam_beta1": t.adam_beta1,
+                "adam_beta2": t.adam_beta2,
+                "adam_eps": t.adam_eps,
+                "name": "adamW",
+                "torch_adam_is_fused": TORCH_ADAM_IS_FUSED,
+            },
+            "weight_decay": t.weight_decay,
+            "zero_stage": ZERO_STAGE,
+        },
+        "parallelism": {"dp": p.parallelism.dp, "pp": p.parallelism.pp, "tp": p.parallelism.tp,
+                        **PARALLELISM_KNOBS},
+        "profiler": None,
+        "tokenizer": {"tokenizer_max_length": None, "tokenizer_name_or_path": tokenizer_name_or_path,
+                      "tokenizer_revision": None},
+        "tokens": {
+            "batch_accumulation_per_replica": t.batch_accumulation_per_replica,
+            "limit_test_batches": 0,
+            "limit_val_batches": 0,
+            "micro_batch_size": t.micro_batch_size,
+            "sequence_length": t.sequence_length,
+            "train_steps": t.train_steps,
+            "val_check_interval": t.checkpoint_interval,  # the report's value equals its checkpoint interval
+        },
+    }
+
+
+def size_weights(folders: list[str | Path]) -> list[float] | None:
+    """Each folder's share of the tokens (its ``*.ds`` bytes; one token size per stage), to 6
+    significant digits, as ``dataset_weights``; None while a folder holds no token files yet.
+
+    nanotron main's TokenizedBytes loader blends folders in proportion to ``dataset_weights`` and
+    *equally* when there are none (the old Nanoset mixed by size); the local trainer honours the
+    same weights, so both read the same blend.
+    """
+    sizes = [sum(p.stat().st_size for p in Path(f).glob("*.ds")) if Path(f).is_dir() else 0 for f in folders]
+    if not folders or not all(sizes):
+        return None
+    total = sum(sizes)
+    return [float(f"{size / total:.6g}") for size in sizes]
+
+
+def weigh_by_size(config: dict) -> list[float] | None:
+    """Set ``dataset_weights`` of each data stage from its folders' sizes (:func:`size_weights`)."""
+    found = None
+    for stage in config.get("data_stages") or []:
+        ds = stage["data"]["dataset"]
+        folders = ds["dataset_folder"]
+        weights = size_weights([folders] if isinstance(folders, str) else folders)
+        if weights is not None:
+            ds["dataset_weights"] = found = weights
+    return found
+
+
+def to_yaml(config: dict, header: str = "") -> str:
+    """Deterministic YAML (sorted keys, block style), as nanotron's own ``save_as_yaml`` writes."""
+    return header + yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=1000,
+                                   allow_unicode=True)
+
+
+def render_committed(language: str) -> str:
+    """The text of ``configs/nanotron/zagreus_350M_<language>.yaml`` (the ``full`` profile)."""
+    from ..pipeline.spec import load_spec
+
+    spec = load_spec(language, "full")
+    config = render(spec)
+    check(config, source=f"rendered config for full/{language}")
+    return to_yaml(config, HEADER.format(profile="full", language=language))
+
+
+def write_committed(languages: list[str] | None = None) -> list[Path]:
+    """(Re)write the committed configs; returns the files written."""
+    from ..pipeline.spec import available
+
+    written = []
+    NANOTRON_DIR.mkdir(parents=True, exist_ok=True)
+    for lang in languages or available("languages"):
+        path = committed_path(lang)
+        path.write_text(render_committed(lang), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def write(config: dict, path: str | Path, header: str = "") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_yaml(config, header), encoding="utf-8")
+    return path
+
+
+# --- loading and validation -----------------------------------------------------------------
+
+def load(path: str | Path) -> dict:
+    """Read a nanotron YAML config; invalid YAML is refused with its line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ZagreusError(f"cannot read nanotron config {path}: {exc.strerror}") from None
+    return loads(text, source=str(path))
+
+
+def loads(text: str, source: str = "<config>") -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ZagreusError(f"invalid YAML in nanotron config {source}{where}: {problem}. "
+                           "Fix the indentation/syntax there (nanotron cannot load it).") from None
+    if not isinstance(data, dict):
+        raise ZagreusError(f"nanotron config {source}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _schema():
+    try:
+        from . import schema as nanotron_schema
+    except ImportError as exc:  # pragma: no cover - the module is part of the package
+        raise ZagreusError(f"zagreus_utils.nanotron.schema is missing ({exc}); it holds nanotron's config schema") from None
+    return nanotron_schema
+
+
+def key_problems(config: dict) -> list[str]:
+    """Unknown and missing keys, each with where the key would belong."""
+    schema = _schema()
+    problems = []
+    for prob in schema.check_keys(config, schema.NANOTRON_SCHEMA, schema.REQUIRED):
+        where = schema.dotted(prob.path) or "the top level"
+        if prob.kind == "unknown":
+            belongs = [b for b in prob.belongs if b != schema.dotted(prob.path + (prob.key,))]
+            hint = f"; nanotron accepts it at: {', '.join(belongs)} (move it there)" if belongs else \
+                "; nanotron has no such key (remove it or fix its spelling)"
+            problems.append(f"unknown key {prob.key!r} at {where}{hint}")
+        else:
+            problems.append(f"missing required key {prob.key!r} at {where}; add it")
+    return problems
+
+
+def _get(config: dict, dotted: str, default=None):
+    node: Any = config
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
+        if part.startswith("["):
+            idx = int(part[1:-1])
+            if not isinstance(node, list) or idx >= len(node):
+                return default
+            node = node[idx]
+        else:
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+    return node
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def value_problems(config: dict) -> list[str]:
+    """The checks of nanotron's dataclasses and ``Config.__post_init__`` (types and cross-field)."""
+    probs: list[str] = []
+
+    def need(cond: bool, msg: str):
+        if not cond:
+            probs.append(msg)
+
+    for key in ("parallelism.dp", "parallelism.tp", "parallelism.pp", "tokens.sequence_length",
+                "tokens.train_steps", "tokens.micro_batch_size", "tokens.batch_accumulation_per_replica",
+                "checkpoints.checkpoint_interval", "optimizer.zero_stage"):
+        v = _get(config, key)
+        if v is not None:
+            need(_is_int(v) and v >= (0 if key.endswith("zero_stage") else 1),
+                 f"{key} must be a positive integer (got {v!r})")
+    for key in ("optimizer.learning_rate_scheduler.learning_rate", "optimizer.weight_decay",
+                "optimizer.optimizer_factory.adam_eps", "optimizer.optimizer_factory.adam_beta1",
+                "optimizer.optimizer_factory.adam_beta2", "model.init_method.std"):
+        v = _get(config, key)
+        if v is not None:
+            need(_is_num(v), f"{key} must be a number (got {v!r}; YAML reads '1e-3' as a string: write 1.0e-3)")
+    for key in ("logging.log_level", "logging.log_level_replica"):
+        v = _get(config, key)
+        if v is not None:
+            need(v in LOG_LEVELS, f"{key} must be one of {', '.join(LOG_LEVELS)} (got {v!r})")
+    sched = _get(config, "optimizer.learning_rate_scheduler") or {}
+    need(sched.get("lr_warmup_style") in ("linear", "constant"),
+         f"optimizer.learning_rate_scheduler.lr_warmup_style must be linear or constant (got {sched.get('lr_warmup_style')!r})")
+    if sched.get("lr_decay_style") is not None:
+        need(sched["lr_decay_style"] in ("linear", "cosine", "1-sqrt"),
+             f"optimizer.learning_rate_scheduler.lr_decay_style must be linear, cosine or 1-sqrt (got {sched['lr_decay_style']!r})")
+    dtype = _get(config, "model.dtype")
+    if dtype is not None:
+        need(dtype in DTYPES, f"model.dtype {dtype!r} is not a torch dtype nanotron knows (e.g. bfloat16)")
+    pp_engine = _get(config, "parallelism.pp_engine")
+    if pp_engine is not None:
+        need(str(pp_engine).lower() in ("1f1b", "afab"), f"parallelism.pp_engine must be 1f1b or afab (got {pp_engine!r})")
+    tp_mode = _get(config, "parallelism.tp_mode")
+    if tp_mode is not None:
+        need(str(tp_mode).upper() in ("ALL_REDUCE", "REDUCE_SCATTER"),
+             f"parallelism.tp_mode must be ALL_REDUCE or REDUCE_SCATTER (got {tp_mode!r})")
+    factory = _get(config, "optimizer.optimizer_factory.name")
+    if factory is not None:
+        need(factory in ("adamW", "sgd"), f"optimizer.optimizer_factory.name must be adamW or sgd (got {factory!r})")
+
+    stages = config.get("data_stages")
+    if isinstance(stages, list) and stages:
+        names = [s.get("name") for s in stages if isinstance(s, dict)]
+        starts = [s.get("start_training_step") for s in stages if isinstance(s, dict)]
+        need(1 in starts, "data_stages: one stage must start at step 1 (start_training_step: 1)")
+        need(len(set(names)) == len(names), f"data_stages: names must be unique (got {names})")
+        need(len(set(starts)) == len(starts), f"data_stages: start_training_step values must be unique (got {starts})")
+        for i, s in enumerate(stages):
+            ds = _get(s, "data.dataset") if isinstance(s, dict) else None
+            if isinstance(ds, dict) and "dataset_folder" in ds:
+                folders = ds["dataset_folder"]
+                folders = [folders] if isinstance(folders, str) else folders
+                need(isinstance(folders, list) and folders and all(isinstance(f, str) for f in folders),
+                     f"data_stages[{i}].data.dataset.dataset_folder must be a path or a list of paths")
+                weights = ds.get("dataset_weights")
+                if weights is not None and isinstance(folders, list):
+                    need(len(weights) == len(folders), f"data_stages[{i}]: {len(weights)} dataset_weights for "
+                         f"{len(folders)} dataset folders; give one weight per folder")
+
+    mc = _get(config, "model.model_config") or {}
+    tp = _get(config, "parallelism.tp") or 1
+    nh, nkv = mc.get("num_attention_heads"), mc.get("num_key_value_heads") or mc.get("num_attention_heads")
+    if _is_int(nh) and _is_int(nkv) and _is_int(tp):
+        need(nh % tp == 0, f"num_attention_heads ({nh}) must be divisible by tp ({tp})")
+        need(nh >= nkv, f"num_attention_heads ({nh}) must be >= num_key_value_heads ({nkv})")
+        need(nkv >= tp, f"num_key_value_heads ({nkv}) must be >= tp ({tp})")
+        need(nh % nkv == 0, f"num_attention_heads ({nh}) must be divisible by num_key_value_heads ({nkv})")
+    h = mc.get("hidden_size")
+    if _is_int(h) and _is_int(nh):
+        need(h % nh == 0, f"hidden_size ({h}) must be divisible by num_attention_heads ({nh})")
+    return probs
+
+
+def validate(config: dict) -> list[str]:
+    """Every problem nanotron (main branch) would raise on this config; empty when it loads."""
+    return key_problems(config) + value_problems(config)
+
+
+def check(config: dict, source: str = "config") -> None:
+    problems = validate(config)
+    if problems:
+        raise ZagreusError(f"nanotron config {source} would be refused by nanotron: " + "; ".join(problems))
+
+
+def validate_with_nanotron(path: str | Path) -> str:
+    """Load the file with nanotron itself when it is importable; says what was done.
+
+    Raises :class:`ZagreusError` when nanotron refuses the file. nanotron's loader also reads
+    the data folders' metadata and the tokenizer, so run this where the data is.
+    """
+    try:
+        from nanotron.config import get_config_from_file  # type: ignore
+    except Exception as exc:  # ImportError, or the circular import of the stale PyPI release
+        return f"nanotron not importable here ({type(exc).__name__}); checked against the schema only"
+    try:
+        get_config_from_file(str(path))
+    except Exception as exc:  # dacite errors, asserts in __post_init__
+        raise ZagreusError(f"nanotron refuses {path}: {type(exc).__name__}: {exc}") from None
+    return "loaded by nanotron.config.get_config_from_file"
+
+
+
+# --- the learning-rate schedule a config means -----------------------------------------------
+
+class NanotronSchedule:
+    """nanotron's ``lr_scheduler_builder`` lambda (a multiplier of the peak lr) for a LambdaLR."""
+
+    def __init__(self, learning_rate: float, warmup_steps: int, warmup_style: str, decay_start: int | None,
+                 decay_steps: int | None, decay_style: str, min_lr: float, train_steps: int):
+        self.lr = learning_rate
+        self.warmup = warmup_steps or 0
+        self.warmup_style = warmup_style
+        if decay_steps is None:  # nanotron's defaults
+            decay_steps = train_steps - self.warmup - (decay_start or 0)
+        self.decay_steps = decay_steps
+        self.decay_start = self.warmup if decay_start is None else decay_start
+        self.decay_style = decay_style
+        self.min_lr = min_lr
+
+    def lr_at(self, step: int) -> float:
+        if self.warmup == 0 and self.decay_steps == 0:
+            return self.lr
+        if self.warmup_style is not None and step <= self.warmup:
+            return self.lr * step / max(self.warmup, 1) if self.warmup_style == "linear" else self.lr
+        if step < self.decay_start:
+            return self.lr
+        if step < self.decay_start + self.decay_steps:
+            progress = (step - self.decay_start) / self.decay_steps
+            if self.decay_style == "linear":
+                factor = 1 - progress
+            elif self.decay_style == "cosine":
+                factor = (1 + math.cos(math.pi * progress)) / 2
+            elif self.decay_style == "1-sqrt":
+                factor = 1 - math.sqrt(progress)
+            else:
+                raise ZagreusError(f"unknown lr_decay_style {self.decay_style!r}: use linear, cosine or 1-sqrt")
+            return self.min_lr + (self.lr - self.min_lr) * factor
+        return self.min_lr
+
+    def __call__(self, step: int) -> float:
+        return self.lr_at(step) / self.lr
+
+    @classmethod
+    def from_config(cls, config: dict) -> "NanotronSchedule":
+        s = config["optimizer"]["learning_rate_scheduler"]
+        return cls(s["learning_rate"], s.get("lr_warmup_steps") or 0, s.get("lr_warmup_style") or "linear",
+                   s.get("lr_decay_starting_step"), s.get("lr_decay_steps"), s.get("lr_decay_style") or "linear",
+                   s["learning_rate"] if s.get("min_decay_lr") is None else s["min_decay_lr"],
+                   config["tokens"]["train_steps"])
+
+
+# --- the report's own config ----------------------------------------------------------------
+
+_REPORT_BLOCK = re.compile(r"Nanotron Training Configuration.*?```yaml\n(.*?)```", re.S)
+
+
+@dataclass
+class ReportConfig:
+    text: str                 # the YAML block as printed
+    yaml_error: str | None    # why it does not parse as printed
+    repaired_lines: list[int]  # 1-based lines un-indented to make it parse
+    raw: dict                 # as printed, after the minimal YAML repair
+    normalized: dict          # with top-level checkpoint keys moved under `checkpoints`
+    moved: list[str]          # the keys moved
+
+
+def extract_report_yaml(markdown: str) -> str:
+    m = _REPORT_BLOCK.search(markdown)
+    if not m:
+        raise ZagreusError("no 'Nanotron Training Configuration' YAML block found in the report's markdown")
+    return m.group(1)
+
+
+def _repair(text: str) -> tuple[dict, str | None, list[int]]:
+    """Parse, un-indenting lines that YAML refuses as 'mapping values are not allowed here'."""
+    lines = text.splitlines()
+    first_error, repaired = None, []
+    for _ in range(20):
+        try:
+            data = yaml.safe_load("\n".join(lines))
+            return data, first_error, repaired
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            if first_error is None:
+                first_error = f"line {mark.line + 1}: {exc.problem}" if mark else str(exc)
+            if mark is None or "mapping values are not allowed" not in str(getattr(exc, "problem", "")):
+                raise ZagreusError(f"the report's nanotron config is not valid YAML ({first_error}) "
+                                   "and cannot be repaired automatically") from None
+            idx = mark.line
+            prev = next(j for j in range(idx - 1, -1, -1) if lines[j].strip())
+            indent = len(lines[prev]) - len(lines[prev].lstrip())
+            lines[idx] = " " * indent + lines[idx].lstrip()
+            repaired.append(idx + 1)
+    raise ZagreusError("the report's nanotron config could not be repaired")
+
+
+def report_config(markdown_path: str | Path | None = None) -> ReportConfig:
+    """The report's section-4 config: as printed, repaired to parse, and normalised."""
+    source = Path(markdown_path or paths.DEFAULT_REPORT_SOURCE)
+    if not source.is_file():
+        raise ZagreusError(f"the report's markdown is not at {source}; pass its path")
+    text = extract_report_yaml(source.read_text(encoding="utf-8"))
+    raw, error, repaired = _repair(text)
+    normalized = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    moved = []
+    ckpt_keys = set(_schema().CHECKPOINTS)
+    for key in list(normalized):
+        if key in ckpt_keys and key not in _schema().NANOTRON_SCHEMA:
+            normalized.setdefault("checkpoints", {})[key] = normalized.pop(key)
+            moved.append(key)
+    return ReportConfig(text, error, repaired, raw, normalized, moved)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": [1, {"c": 2}]}}`` -> ``{"a.b": [...]}``: lists of scalars stay leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(node, dict):
+        if not node and prefix:
+            out[prefix] = {}
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(node, list) and any(isinstance(x, (dict, list)) for x in node):
+        for i, v in enumerate(node):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = node
+    return out
+
+
+def differences(report: dict, rendered: dict) -> list[dict]:
+    """Leaves that differ between two configs: ``{key, report, rendered}``."""
+    a, b = flatten(report), flatten(rendered)
+    rows = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if va != vb:
+            rows.append({"key": key, "report": va, "rendered": vb})
+    return rows
+
+
+def corrections_table(rendered: dict, report: ReportConfig | None = None) -> list[dict]:
+    """Every correction and adaptation with the report's and the rendered value and the reason.
+
+    With the report's config given, also checks that each difference is documented: an
+    undocumented difference is returned with kind ``UNDOCUMENTED``.
+    """
+    documented = {c.key: c for c in CORRECTIONS + ADAPTATIONS}
+    rows = []
+    flat_r = flatten(rendered)
+    flat_p = flatten(report.normalized) if report else {}
+    raw_top = report.raw if report else {}
+    for c in CORRECTIONS:
+        if c.key == "*":
+            rows.append(c.as_row(f"(does not parse: {report.yaml_error})" if report and report.yaml_error
+                                 else "(does not parse)", "(parses)"))
+        else:
+            leaf = c.key.split(".", 1)[1]
+            rows.append(c.as_row(f"top level: {leaf}: {_short(raw_top.get(leaf))}" if report else None,
+                                 flat_r.get(c.key)))
+    for c in ADAPTATIONS:
+        rows.append(c.as_row(flat_p.get(c.key) if report else None, flat_r.get(c.key)))
+    if report:
+        for d in differences(report.normalized, rendered):
+            if d["key"] not in documented:
+                rows.append({"key": d["key"], "kind": "UNDOCUMENTED", "report": _short(d["report"]),
+                             "rendered": _short(d["rendered"]), "reason": "not listed in CORRECTIONS/ADAPTATIONS"})
+    return rows

@@ -1,0 +1,634 @@
+"""The report's figures, regenerated from the transcribed tables (and this run's results).
+
+Every function takes the tidy frame of ``published.load()`` (this run's results come in the same
+format with ``source == "this run"``) and returns a matplotlib ``Figure`` built without pyplot,
+so nothing here picks a backend. ``build_all`` writes every figure and styled table of a set of
+languages plus an ``outputs.json`` index that the HTML report embeds from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.transforms import blended_transform_factory
+
+from ..pipeline.errors import ZagreusError
+from ..pipeline.outputs import StageOutputs
+
+# Chance accuracy of the multiple-choice benchmarks the report evaluates (4 answer options each;
+# lm-eval's acc / acc_norm). Keys are benchmark families; task names are mapped to them by
+# ``benchmark_family`` (m_mmlu_it, hellaswag_es, arc_pt, "ARC", "HS_EN", ... all resolve).
+CHANCE = {
+    "mmlu": 0.25,
+    "arc": 0.25,
+    "hellaswag": 0.25,
+}
+DISPLAY = {"mmlu": "MMLU", "arc": "ARC", "hellaswag": "HellaSwag", "ifeval": "IFEval", "average": "Average"}
+CHOICES = {"mmlu": 4, "arc": 4, "hellaswag": 4}
+LANGUAGE_NAMES = {"ita": "Italian", "spa": "Spanish", "fra": "French", "por": "Portuguese", "eng": "English"}
+
+# Okabe-Ito: distinguishable for colour-blind readers and in greyscale print.
+FAMILY_COLORS = {"mmlu": "#0072B2", "hellaswag": "#D55E00", "arc": "#009E73", "ifeval": "#CC79A7"}
+SERIES_COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+FAMILY_MARKERS = {"mmlu": "o", "hellaswag": "s", "arc": "^"}
+
+_LANG_SUFFIX = re.compile(r"[_\- ](it|es|fr|pt|en|ita|spa|fra|por|eng)$")
+_ALIASES = {"hs": "hellaswag", "m_mmlu": "mmlu", "arc_easy": "arc", "arc_challenge": "arc",
+            "media": "average", "avg": "average", "average": "average", "ifeval": "ifeval"}
+
+
+def benchmark_family(task: str) -> str:
+    """``m_mmlu_it`` -> ``mmlu``, ``HS_EN`` -> ``hellaswag``, ``arc_pt`` -> ``arc``, ``Media IT`` -> ``average``."""
+    name = str(task).strip().strip("*").strip().lower()
+    name = re.sub(r"\s*\(.*\)$", "", name)  # "mmlu_it (acc)" -> "mmlu_it"
+    while True:
+        shorter = _LANG_SUFFIX.sub("", name)
+        if shorter == name:
+            break
+        name = shorter
+    name = name.replace("-", "_")
+    if name.startswith("m_"):
+        name = name[2:]
+    if name.startswith("media") or name.startswith("average"):
+        return "average"
+    return _ALIASES.get(name, name)
+
+
+def chance_level(task: str) -> float:
+    """Chance accuracy of a benchmark task (``mmlu``, ``m_mmlu_it``, ``hellaswag_es``, ``arc_pt``...).
+
+    Raises ``ZagreusError`` for a task without a known chance level.
+    """
+    family = benchmark_family(task)
+    if family not in CHANCE:
+        raise ZagreusError(
+            f"no chance level known for task {task!r} (benchmark family {family!r}); known families: "
+            f"{', '.join(sorted(CHANCE))}. Add it to CHANCE in zagreus_utils/stages/plots.py"
+        )
+    return CHANCE[family]
+
+
+def _chance_or_none(task) -> float | None:
+    try:
+        return chance_level(task)
+    except ZagreusError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Selecting tidy rows
+
+
+def _present(value) -> bool:
+    """Not blank: the tidy frame writes missing text as "" (published.load) or NaN (others)."""
+    return value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value)) \
+        and str(value).strip() != ""
+
+
+def _rows(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
+    rows = df[df["table_id"] == table_id]
+    if rows.empty:
+        known = sorted(df["table_id"].dropna().unique()) if "table_id" in df.columns else []
+        raise ZagreusError(f"table {table_id!r} is not in the results frame (tables there: {known})")
+    return rows
+
+
+def _published(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["source"] == "published"] if "source" in df.columns else df
+
+
+def _run_only(df: pd.DataFrame | None) -> pd.DataFrame | None:
+    if df is None or len(df) == 0:
+        return None
+    if "source" in df.columns:
+        df = df[df["source"] != "published"]
+    return df if len(df) else None
+
+
+def _wide(rows: pd.DataFrame) -> pd.DataFrame:
+    from ..results.tables import pivot_rows
+
+    return pivot_rows(rows)
+
+
+def _series(rows: pd.DataFrame) -> list[dict]:
+    """One entry per (non-average) task of a progression table, in printed column order."""
+    rows = rows[~rows["is_average"].astype(bool)]
+    rows = rows[rows["task"].map(_present)]
+    out = []
+    order = rows.groupby(["task", "metric"], dropna=False, sort=False)["col_order"].min().sort_values(kind="stable")
+    for (task, metric) in order.index:
+        sel = rows[(rows["task"] == task) & ((rows["metric"] == metric) if _present(metric) else ~rows["metric"].map(_present))]
+        sel = sel[sel["checkpoint_step"].notna()]
+        sel = sel.assign(step=sel["checkpoint_step"].astype("float64")).sort_values("step")
+        sel = sel.groupby("step", as_index=False).first()
+        family = benchmark_family(task)
+        shots = sel["n_shot"].dropna() if "n_shot" in sel else pd.Series(dtype="float64")
+        out.append({
+            "task": str(task),
+            "metric": str(metric) if _present(metric) else None,
+            "family": family,
+            "n_shot": int(shots.iloc[0]) if len(shots) else None,
+            "column": str(sel["column"].iloc[0]) if len(sel) else str(task),
+            "steps": sel["step"].to_numpy(),
+            "values": sel["value"].astype("float64").to_numpy(),
+        })
+    return out
+
+
+def _series_label(s: dict) -> str:
+    name = DISPLAY.get(s["family"], s["task"])
+    detail = [s["task"]]
+    if s["metric"]:
+        detail.append(s["metric"])
+    if s["n_shot"] is not None:
+        detail.append(f"{s['n_shot']}-shot")
+    return f"{name} ({', '.join(detail)})"
+
+
+def _model_name(rows: pd.DataFrame, language: str) -> str:
+    """The report's name for the model: its table heading (``Zagreus-0.4B-ita-base``), else the
+    model column, else ``Zagreus-0.4B-<lang>``."""
+    titles = [str(t) for t in rows.get("table_title", []) if _present(t)]
+    if titles and titles[0].lower().startswith("zagreus"):
+        return re.sub(r"\s*\(.*\)\s*$", "", titles[0])
+    models = [str(m) for m in rows.get("model", []) if _present(m)]
+    if len(set(models)) == 1:
+        return models[0]
+    return f"Zagreus-0.4B-{language}"
+
+
+def _value_limits(values: list[float], chance: list[float], bottom_room: float = 0.0) -> tuple[float, float]:
+    """y-limits holding every value and chance level with a margin; ``bottom_room`` (a fraction of
+    the axes height) is kept free of data at the bottom for the not-reported markers."""
+    finite = [float(v) for v in list(values) + list(chance) if v is not None and not pd.isna(v)]
+    if not finite:
+        return 0.0, 1.0
+    lo, hi = min(finite), max(finite)
+    pad = max(0.015, 0.08 * (hi - lo))
+    top = hi + pad
+    bottom = lo - pad
+    if bottom_room > 0:
+        # the lowest value sits at ``bottom_room`` (+ a little) of the axes height
+        f = bottom_room + 0.04
+        bottom = min(bottom, (lo - f * top) / (1 - f))
+    return bottom, top
+
+
+def _step_axis(ax, steps) -> float:
+    """Format the x axis for training steps; returns the divisor applied to the steps."""
+    steps = [s for s in steps if s is not None and not math.isnan(s)]
+    thousands = bool(steps) and max(steps) >= 1000
+    scale = 1000.0 if thousands else 1.0
+    if thousands:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}k"))
+        ax.set_xlabel("training step (k = thousand steps)")
+    else:
+        ax.set_xlabel("training step")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10], integer=not thousands,
+                                           min_n_ticks=3))
+    return scale
+
+
+_MISSING_Y0, _MISSING_DY = 0.035, 0.04  # axes fractions of the not-reported crosses
+
+
+def _missing_room(series: list[dict]) -> float:
+    if not any(pd.isna(s["values"]).any() for s in series):
+        return 0.0
+    return _MISSING_Y0 + _MISSING_DY * (len(series) - 1) + 0.03
+
+
+def _missing_label(notes: list[tuple[str, str]]) -> str:
+    """"HellaSwag, ARC at 205k" from [("HellaSwag", "205k"), ("ARC", "205k")]."""
+    by_steps: dict[str, list[str]] = {}
+    for name, steps in notes:
+        by_steps.setdefault(steps, []).append(name)
+    return "; ".join(f"{', '.join(names)} at {steps}" for steps, names in by_steps.items())
+
+
+def _draw_progression(ax, series: list[dict], scale: float, ylim: tuple[float, float]) -> list:
+    """Lines + markers per benchmark, missing values as crosses on the bottom edge; returns notes."""
+    bottom_edge = blended_transform_factory(ax.transData, ax.transAxes)
+    notes = []
+    for i, s in enumerate(series):
+        color = FAMILY_COLORS.get(s["family"], SERIES_COLORS[i % len(SERIES_COLORS)])
+        marker = FAMILY_MARKERS.get(s["family"], "D")
+        x = s["steps"] / scale
+        y = s["values"]
+        ok = ~pd.isna(y)
+        # NaN breaks the line: a value the report does not give is not interpolated.
+        line, = ax.plot(x, y, marker=marker, color=color, lw=1.8, ms=6, label=_series_label(s))
+        line.set_gid(f"series:{s['task']}")
+        missing = x[~ok]
+        if len(missing):
+            # Stacked per series so crosses of different benchmarks stay distinguishable.
+            ys = [_MISSING_Y0 + _MISSING_DY * i] * len(missing)
+            mk, = ax.plot(missing, ys, linestyle="none", marker="x", ms=8, mew=2, color=color,
+                          transform=bottom_edge, clip_on=False, label="_nolegend_")
+            mk.set_gid(f"missing:{s['task']}")
+            steps = ", ".join(f"{v:g}k" if scale == 1000 else f"{v:g}" for v in missing)
+            notes.append((DISPLAY.get(s["family"], s["task"]), steps))
+    missing_x: dict[float, int] = {}
+    for i, s in enumerate(series):
+        for x in s["steps"][pd.isna(s["values"])] / scale:
+            missing_x[float(x)] = max(missing_x.get(float(x), 0), i)
+    for x, top in missing_x.items():
+        ax.axvline(x, color="#bbbbbb", lw=0.8, ls=":", zorder=0)
+        ax.annotate("not reported", (x, _MISSING_Y0 + _MISSING_DY * top), xycoords=bottom_edge,
+                    xytext=(7, 0), textcoords="offset points", va="center", ha="left", fontsize=8,
+                    color="#555555", gid="missing-label")
+    ax.set_ylim(*ylim)
+    ax.grid(True, axis="y", color="#e5e5e5", lw=0.8)
+    ax.set_axisbelow(True)
+    ax.set_ylabel("accuracy")
+    return notes
+
+
+def _draw_chance(ax, series: list[dict]) -> list[tuple[Line2D, str]]:
+    by_level: dict[float, list[str]] = {}
+    for s in series:
+        level = _chance_or_none(s["task"])
+        if level is not None:
+            name = DISPLAY.get(s["family"], s["task"])
+            names = by_level.setdefault(level, [])
+            if name not in names:
+                names.append(name)
+    handles = []
+    right_edge = blended_transform_factory(ax.transAxes, ax.transData)
+    for level, names in sorted(by_level.items()):
+        line = ax.axhline(level, ls="--", lw=1.2, color="#555555", zorder=1)
+        line.set_gid(f"chance:{level}")
+        ways = {CHOICES.get(benchmark_family(n.lower()), None) for n in names}
+        way = f"{ways.pop()}-way " if len(ways) == 1 and None not in ways else ""
+        label = f"chance {level:g} ({', '.join(names)}: {way}multiple choice)"
+        ax.text(1.01, level, f"chance\n{level:g}", transform=right_edge, ha="left", va="center",
+                fontsize=8, color="#555555", clip_on=False)
+        handles.append((line, label))
+    return handles
+
+
+def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | None = None) -> Figure:
+    """Checkpoint progression of one language: accuracy per benchmark against training step.
+
+    With ``run_df`` (this run's results, same tidy format) a second panel beside the published one
+    shows this run's checkpoints on their own step scale, with the same y range.
+    """
+    table_id = f"{language}_progression"
+    rows = _rows(_published(df), table_id)
+    series = _series(rows)
+    run_series: list[dict] = []
+    run = _run_only(run_df)
+    if run is not None:
+        sel = run[run["table_id"] == table_id] if "table_id" in run.columns else run.iloc[0:0]
+        if sel.empty and "language" in run.columns:
+            sel = run[run["language"] == language]
+        run_series = _series(sel) if len(sel) else []
+
+    all_values = [v for s in series + run_series for v in s["values"]]
+    chances = [c for c in (_chance_or_none(s["task"]) for s in series + run_series) if c is not None]
+    room = max(_missing_room(series), _missing_room(run_series))
+    ylim = _value_limits(all_values, chances, bottom_room=room)
+
+    two = bool(run_series)
+    fig = _figure((13.5 if two else 10, 5.2))
+    axes = fig.subplots(1, 2, sharey=True) if two else [fig.subplots()]
+    ax = axes[0]
+    scale = _step_axis(ax, [v for s in series for v in s["steps"]])
+    notes = _draw_progression(ax, series, scale, ylim)
+    chance_handles = _draw_chance(ax, series)
+    ax.set_title("published (tech report, section 6)", fontsize=10)
+
+    handles = [ln for ln in ax.get_lines() if (ln.get_gid() or "").startswith("series:")]
+    labels = [h.get_label() for h in handles]
+    for line, label in chance_handles:
+        handles.append(line)
+        labels.append(label)
+
+    if two:
+        rax = axes[1]
+        rscale = _step_axis(rax, [v for s in run_series for v in s["steps"]])
+        run_notes = _draw_progression(rax, run_series, rscale, ylim)
+        run_chance = _draw_chance(rax, run_series)
+        rax.set_title("this run", fontsize=10)
+        rax.tick_params(labelleft=True)
+        for line in rax.get_lines():
+            if (line.get_gid() or "").startswith("series:"):
+                label = f"this run: {line.get_label()}"
+                if label not in labels:
+                    handles.append(line)
+                    labels.append(label)
+        for line, label in run_chance:
+            if label not in labels:
+                handles.append(line)
+                labels.append(label)
+    else:
+        run_notes = []
+    if notes or run_notes:
+        text = []
+        if notes:
+            text.append(_missing_label(notes))
+        if run_notes:
+            text.append("this run: " + _missing_label(run_notes))
+        handles.append(Line2D([], [], ls="none", marker="x", ms=8, mew=2, color="#555555"))
+        labels.append("not reported (“—”, crosses on the bottom edge): " + "; ".join(text))
+
+    model = _model_name(rows, language)
+    lang_name = LANGUAGE_NAMES.get(language, language)
+    fig.suptitle(f"{model}: {lang_name} checkpoint progression", fontsize=13)
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    legend.set_gid("legend")
+    return fig
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure whose layout engine keeps titles, legends and labels inside it and apart."""
+    fig = Figure(figsize=size, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)
+    return fig
+
+
+def _value_label_axis(ax, max_value: float):
+    ax.set_xlim(0, max_value * 1.18 if max_value > 0 else 1)
+    ax.grid(True, axis="x", color="#e5e5e5", lw=0.8)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def _grouped_barh(ax, wide: pd.DataFrame, colors: list[str], average_columns: set[str], hatch_rows=()) -> None:
+    """Horizontal grouped bars: one group per column (top to bottom), one bar per row of ``wide``."""
+    n_rows = len(wide.index)
+    height = 0.8 / max(n_rows, 1)
+    positions = {}
+    for g, column in enumerate(wide.columns):
+        for r, label in enumerate(wide.index):
+            positions[(column, label)] = g + (r - (n_rows - 1) / 2) * height
+    for r, label in enumerate(wide.index):
+        ys, xs, missing = [], [], []
+        for column in wide.columns:
+            value = wide.loc[label, column]
+            (missing if pd.isna(value) else ys).append(positions[(column, label)])
+            if not pd.isna(value):
+                xs.append(float(value))
+        container = ax.barh(ys, xs, height=height * 0.92, color=colors[r % len(colors)],
+                            label=str(label), edgecolor="white", linewidth=0.5,
+                            hatch="//" if label in hatch_rows else None)
+        for text in ax.bar_label(container, fmt="%.4f", padding=2, fontsize=8, zorder=5):
+            # a white backing keeps the number readable where a chance line crosses it
+            text.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6})
+        for y in missing:
+            ax.text(0.002, y, "not reported", va="center", ha="left", fontsize=7.5, color="#777777",
+                    style="italic", gid="missing")
+    ax.set_yticks(range(len(wide.columns)))
+    ax.set_yticklabels([str(c) for c in wide.columns])
+    for tick, column in zip(ax.get_yticklabels(), wide.columns):
+        if column in average_columns:
+            tick.set_fontweight("bold")
+    for g, column in enumerate(wide.columns):
+        if column in average_columns:
+            ax.axhspan(g - 0.45, g + 0.45, color="#f4f4f4", zorder=0)
+    ax.set_ylim(len(wide.columns) - 0.5, -0.5)
+
+
+def _clean(text) -> str:
+    return str(text).replace("**", "").strip()
+
+
+def _average_columns(rows: pd.DataFrame) -> set[str]:
+    return set(rows.loc[rows["is_average"].astype(bool), "column"].astype(str))
+
+
+def _score_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Cells holding a score or a printed average (not the leaderboard's ``Rank``)."""
+    from ..results.tables import is_rank
+
+    rank = rows.apply(is_rank, axis=1) if len(rows) else pd.Series(dtype=bool)
+    keep = rows["is_average"].astype(bool) | (rows["task"].map(_present) & ~rank)
+    return rows[keep]
+
+
+def leaderboard_figure(df: pd.DataFrame) -> Figure:
+    """The Portuguese leaderboard (lm-evaluation-harness-pt): models side by side on every task."""
+    rows = _score_rows(_rows(_published(df), "por_leaderboard"))
+    n_tasks = rows.loc[~rows["is_average"].astype(bool), "column"].nunique()
+    names = {}
+    for column, sel in rows.groupby("column", sort=False):
+        first = sel.iloc[0]
+        if bool(first["is_average"]):
+            names[column] = f"{_clean(column)}\n(average of {n_tasks})"
+        else:
+            detail = " · ".join(str(v) for v in (first["task"], first["metric"]) if _present(v))
+            names[column] = f"{_clean(column)}\n{detail}" if detail else _clean(column)
+    averages = {names[c] for c in _average_columns(rows)}
+    wide = _wide(rows)
+    wide.index = [_clean(i) for i in wide.index]
+    wide.columns = [names[c] for c in wide.columns]
+    fig = _figure((10, 10.5))
+    ax = fig.subplots()
+    _grouped_barh(ax, wide, ["#0072B2", "#56B4E9", "#E69F00"], averages)
+    _value_label_axis(ax, float(wide.max().max()))
+    ax.set_xlabel("score (each task's leaderboard metric: accuracy, F1-macro or Pearson; higher is better)")
+    info = rows.iloc[0]
+    fig.suptitle(f"Portuguese leaderboard (lm-evaluation-harness-pt): {' vs '.join(wide.index)}", fontsize=12)
+    ax.set_title(f"{_clean(info['table_title'])} table, tech report section {_section_number(info['section'])}; "
+                 f"shaded group = the printed average over the {n_tasks} tasks", fontsize=9.5)
+    fig.legend(loc="outside lower center", ncols=len(wide.index), fontsize=10, frameon=False)
+    return fig
+
+
+def _section_number(section) -> str:
+    text = str(section).strip()
+    m = re.match(r"^(\d+)\.", text)
+    return m.group(1) if m else text
+
+
+def nesso_figure(df: pd.DataFrame) -> Figure:
+    """Post-trained comparison (section 7): English and Italian panels, Open-Nesso in the Italian one."""
+    pub = _published(df)
+    rows = _score_rows(_rows(pub, "nesso_comparison"))
+    wide = _wide(rows)
+    open_rows = _score_rows(pub[pub["table_id"] == "open_nesso"])
+    column_info = rows.drop_duplicates("column").set_index("column")
+    overall = [c for c in wide.columns
+               if bool(column_info.loc[c, "is_average"]) and not _present(column_info.loc[c, "language"])]
+
+    def family_of(column: str, table_rows: pd.DataFrame) -> str:
+        sel = table_rows[table_rows["column"] == column]
+        if len(sel) and bool(sel["is_average"].iloc[0]):
+            return "average"
+        task = [t for t in sel["task"] if _present(t)]
+        fam = benchmark_family(task[0]) if task else benchmark_family(column)
+        return fam if fam in DISPLAY else benchmark_family(column)
+
+    models = [_clean(m) for m in wide.index]
+    fig = _figure((15, 8.5))
+    axes = fig.subplots(1, 2)
+    colors = ["#E69F00", "#0072B2", "#56B4E9", "#999999", "#009E73"]
+    max_value = float(wide.max().max())
+    for ax, lang, title in zip(axes, ("eng", "ita"), ("English benchmarks", "Italian benchmarks")):
+        columns = [c for c in wide.columns if column_info.loc[c, "language"] == lang]
+        families = [family_of(c, rows) for c in columns]
+        panel = wide[columns].copy()
+        panel.index = models
+        panel.columns = [f"{DISPLAY['average']}\n({_clean(c)})" if f == "average" else DISPLAY.get(f, _clean(c))
+                         for f, c in zip(families, columns)]
+        hatch = ()
+        if lang == "ita" and len(open_rows):
+            open_wide = _wide(open_rows)
+            for label in open_wide.index:
+                entry = {}
+                for column in open_wide.columns:
+                    fam = family_of(column, open_rows)
+                    key = next((c for c in panel.columns if c.split("\n")[0] == DISPLAY.get(fam, _clean(column))),
+                               _clean(column))
+                    entry[key] = open_wide.loc[label, column]
+                name = f"{_clean(label)} (Open-Nesso)"
+                panel.loc[name] = pd.Series(entry).reindex(panel.columns)
+                hatch = (name,)
+                max_value = max(max_value, float(open_wide.max().max()))
+        _grouped_barh(ax, panel, colors, {c for c in panel.columns if c.startswith(DISPLAY["average"])},
+                      hatch_rows=hatch)
+        # Chance level per benchmark group: a dashed segment spanning that group's bars.
+        for g, column in enumerate(panel.columns):
+            level = CHANCE.get(benchmark_family(column.split("\n")[0]))
+            if level is not None:
+                ax.vlines(level, g - 0.42, g + 0.42, colors="#555555", linestyles="--", lw=1.1, zorder=2.5,
+                          gid=f"chance:{column}")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("score (IFEval: prompt-level strict accuracy; others: accuracy)")
+    for ax in axes:
+        _value_label_axis(ax, max_value)
+
+    handles, labels = axes[1].get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="--", color="#555555"))
+    labels.append("chance 0.25 (4-way multiple choice: ARC, HellaSwag, MMLU)")
+    handles.append(Patch(facecolor="#f4f4f4", edgecolor="#cccccc"))
+    labels.append("shaded group: the printed average of the panel's four tasks")
+    note = []
+    if overall:
+        totals = " · ".join(f"{m} {wide.iloc[i][overall[0]]:.4f}" for i, m in enumerate(models))
+        note.append(f"{_clean(overall[0])} (printed overall average, EN+IT): {totals}")
+    if len(open_rows):
+        note.append("Open-Nesso (hatched; its own table) has no IFEval result: "
+                    "its average is over the three other Italian tasks")
+    # The notes go in the legend's title so the layout engine keeps them clear of everything else.
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=10, frameon=False,
+                        title="\n".join(note) or None, title_fontsize=9.5)
+    legend.set_gid("legend")
+    fig.suptitle("Post-trained models (tech report, section 7): Nesso vs comparable small models", fontsize=13)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def run_frame(run_results) -> pd.DataFrame | None:
+    """This run's results as one tidy frame: from a frame, a mapping language -> frame, or a list."""
+    if run_results is None:
+        return None
+    if isinstance(run_results, pd.DataFrame):
+        return run_results if len(run_results) else None
+    if isinstance(run_results, Mapping):
+        frames = [f for f in run_results.values() if f is not None and len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else None
+    frames = [f for f in run_results if f is not None and len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+PLOT_LANGUAGES = ("ita", "spa", "fra", "por")
+
+
+def language_list(value) -> list[str]:
+    """Languages from a list or from text as papermill's ``-p`` passes it (``'["por"]'``,
+    ``"ita,por"``, ``"ita por"``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ZagreusError(f"languages {value!r} is not a JSON list; write e.g. '[\"ita\", \"por\"]'") from None
+        else:
+            value = [v for v in re.split(r"[,\s]+", text) if v]
+    return [str(v).strip() for v in value]
+
+
+def parse_languages(value) -> list[str]:
+    """:func:`language_list`, checked against the report's four languages and put in the
+    report's order (ita, spa, fra, por), so tables and figures follow the report whatever the input."""
+    languages = language_list(value)
+    unknown = [lang for lang in languages if lang not in PLOT_LANGUAGES]
+    if unknown or not languages:
+        raise ZagreusError(f"languages {unknown or languages} not in the report; choose from {', '.join(PLOT_LANGUAGES)}")
+    return [lang for lang in PLOT_LANGUAGES if lang in languages]
+
+
+def _table_ids(languages) -> list[str]:
+    ids = [f"{lang}_progression" for lang in languages]
+    if "por" in languages:
+        ids.append("por_leaderboard")
+    if "ita" in languages:
+        ids += ["nesso_comparison", "open_nesso"]
+    return ids
+
+
+def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame | None = None) -> dict:
+    """Write every figure and styled table for ``languages`` into ``out_dir`` plus ``outputs.json``.
+
+    ``run_results``: this run's results in the tidy format (one frame, or a mapping language ->
+    frame). ``published_df`` defaults to ``published.load()``. Paths in the index are relative to
+    ``out_dir``; a table's ``line`` is the report line of its first row.
+    """
+    from ..results import published, tables
+
+    languages = parse_languages(languages)
+    df = published.load() if published_df is None else published_df
+    run = run_frame(run_results)
+    out = StageOutputs(out_dir)
+
+    for table_id in _table_ids(languages):
+        info = tables.provenance(df, table_id)
+        wide = tables.with_run_results(df, run, table_id)
+        integers = tables.style_options(df, table_id)["integer_columns"]
+        out.table(table_id, wide, info["title"], tables.styled_table(df, table_id, run),
+                  csv=lambda path, wide=wide, integers=integers: tables.to_csv(wide, path, integer_columns=integers),
+                  section=info["section"], line=info["line"])
+
+    def add(fig_id: str, fig: Figure, title: str, caption: str, table_ids: list[str]):
+        out.figure(fig_id, fig, title, caption, tables=table_ids)
+
+    for lang in languages:
+        table_id = f"{lang}_progression"
+        fig = progression_figure(df, lang, run)
+        with_run = len(fig.axes) > 1
+        info = tables.provenance(df, table_id)
+        caption = (f"Accuracy per benchmark against training step, from {info['caption']}. "
+                   "Dashed: chance level; crosses on the bottom edge: not reported."
+                   + (" Right panel: this run's checkpoints, on their own step scale." if with_run else ""))
+        title = f"{_model_name(_rows(df, table_id), lang)}: {LANGUAGE_NAMES[lang]} checkpoint progression"
+        add(f"zagreus-{lang}", fig, title, caption, [table_id])
+    if "por" in languages:
+        info = tables.provenance(df, "por_leaderboard")
+        models = ", ".join(_clean(m) for m in _wide(_score_rows(_rows(df, "por_leaderboard"))).index)
+        add("por-garcia", leaderboard_figure(df), "Portuguese leaderboard (lm-evaluation-harness-pt)",
+            f"{models} on the leaderboard's tasks and their average, from {info['caption']}.",
+            ["por_leaderboard"])
+    if "ita" in languages:
+        a, b = tables.provenance(df, "nesso_comparison"), tables.provenance(df, "open_nesso")
+        add("nesso-comparison", nesso_figure(df), "Post-trained Nesso models against comparable models",
+            f"English and Italian benchmarks per model, from {a['caption']}; Open-Nesso from {b['caption']}.",
+            ["nesso_comparison", "open_nesso"])
+
+    out.write(prune=True)  # files of an earlier build (other languages) do not linger
+    return out.index
