@@ -1,0 +1,1 @@
+"""The audit of the technical report's markdown against the kit."""

@@ -1,0 +1,1 @@
+"""The cluster: the Slurm client, sbatch scripts, datatrove executors, prefetch and doctor."""

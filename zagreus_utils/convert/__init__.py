@@ -1,0 +1,1 @@
+"""nanotron <-> Hugging Face checkpoint conversion (`zagreus convert`)."""

@@ -1,0 +1,1 @@
+"""The model: parameter and compute planning, the local trainer, pre-flight checks."""

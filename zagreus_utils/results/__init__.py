@@ -1,0 +1,1 @@
+"""Results: the report's published numbers, tables, and the HTML report."""

@@ -1,0 +1,1 @@
+"""The smoke profile's generated sample corpus and the knowledge base it states."""

@@ -1,0 +1,1 @@
+"""One module per stage notebook (notebooks/NN_<key>.ipynb calls its function)."""
