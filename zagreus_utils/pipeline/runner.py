@@ -24,7 +24,7 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFL
 
 
 @dataclass
-class StageResult:
+class StageRun:
     language: str | None
     stage: str
     status: str  # ok | skipped | failed | blocked
@@ -37,10 +37,10 @@ class StageResult:
 @dataclass
 class RunSummary:
     profile: str
-    results: list[StageResult] = field(default_factory=list)
+    results: list[StageRun] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[StageResult]:
+    def failed(self) -> list[StageRun]:
         return [r for r in self.results if r.status in ("failed", "blocked")]
 
     def table(self) -> str:
@@ -170,7 +170,7 @@ def _error_line(exc: BaseException) -> str:
 def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, languages: list[str],
                   all_stages: list[stage_mod.Stage], *, spec_digest: str, force: bool = False,
                   launcher: str = "local", overrides: dict | None = None, root: Path | None = None,
-                  progress: bool = True) -> StageResult:
+                  progress: bool = True) -> StageRun:
     """Run one stage notebook (or skip it when up to date) and write its manifest."""
     import papermill as pm
 
@@ -178,7 +178,7 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
     upstream = _upstream(stage, all_stages, profile, language, languages, root)
     blocked = _check_upstream(stage, upstream, profile, language)
     if blocked:
-        return StageResult(language, stage.name, "blocked", 0.0, blocked, folder)
+        return StageRun(language, stage.name, "blocked", 0.0, blocked, folder)
 
     offered = {"profile": profile, "language": language, "languages": languages,
                "run_dir": str(paths.run_dir(profile, language if stage.scope == "language" else None, root)),
@@ -190,7 +190,7 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
                                        [language] if stage.scope == "language" else languages)
     why = "--force" if force else manifest.stale_reason(folder, fingerprint, inputs)
     if not why:
-        return StageResult(language, stage.name, "skipped", 0.0, "", folder)
+        return StageRun(language, stage.name, "skipped", 0.0, "", folder)
 
     output_nb = folder / f"{stage.name}.ipynb"
     record: dict[str, Any] = {
@@ -221,7 +221,7 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
 
 
 def _finish(stage: stage_mod.Stage, folder: Path, record: dict, language: str | None, launcher: str,
-            t0: float, status: str, error: str) -> StageResult:
+            t0: float, status: str, error: str) -> StageRun:
     """Record how the stage ended (its outputs, what ran it) in its manifest, where that can be
     written; a manifest that cannot be written makes the stage ``failed`` with the path."""
     seconds = time.perf_counter() - t0
@@ -237,7 +237,7 @@ def _finish(stage: stage_mod.Stage, folder: Path, record: dict, language: str | 
         written = manifest.write_error(exc, folder) if isinstance(exc, OSError) else str(exc)
         if written != error:  # not the fault already reported
             status, error = "failed", f"{error}; {written}" if error else written
-    return StageResult(language, stage.name, status, seconds, error, folder, moved)
+    return StageRun(language, stage.name, status, seconds, error, folder, moved)
 
 
 def _launched(stage: stage_mod.Stage, folder: Path, launcher: str, started: float) -> dict:
