@@ -317,8 +317,9 @@ def test_bad_scale_is_refused(tmp_path):
 def test_knowledge_base_size_and_translations():
     assert len(kb.COUNTRIES) >= 60
     names = {cid: names for cid, _, _, _, names, _ in kb.COUNTRIES}
-    assert names["germany"] == ("Germany", "Germania:f", "Alemania", "Allemagne:f", "Alemanha:f")
-    assert corpus.LANGUAGES == ("ita", "spa", "fra", "por")
+    assert dict(zip(kb.ALL_LANGUAGES, names["germany"])) == dict(zip(
+        ("eng", "ita", "spa", "fra", "por"), ("Germany", "Germania:f", "Alemania", "Allemagne:f", "Alemanha:f")))
+    assert corpus.LANGUAGES == ("fra", "ita", "por", "spa")  # one data file each, configs/sample_corpus/
     words = {lang: [kb.number_word(n, lang) for n in range(101)] for lang in kb.ALL_LANGUAGES}
     assert all(len(set(w)) == 101 for w in words.values())
     assert words["eng"][42] == "forty-two" and words["eng"][100] == "one hundred"
@@ -363,3 +364,37 @@ def test_templates_are_complete_and_render_every_fact():
                 assert not re.search(r"[{}\[\]|]", text), (lang, fact["id"], text)
                 first = text.lstrip("¿")[0]
                 assert first.isupper() or first.isdigit(), text
+
+
+# --- the facts are data files; the corpus they give is the one the Python tables gave ---------
+# sha256 of the generated texts (pretraining sources but code, which is this Python's stdlib, then
+# the held-out and SFT jsonl files) at seed 0, scale 0.1, and of every language's facts, computed
+# on the kit before the facts moved from Python tuples to configs/sample_corpus/*.yaml.
+TEXT_SHA256 = {
+    "ita": "7b991c642ff1098951d8168a06772c50f3f3cb5337acba3afa8bf474d63772a9",
+    "spa": "51d16fa198b1b14d4fb6c2e6160a63f27b0cb95096eaff41c7aac6a6c06a6722",
+    "fra": "4f8fa96b5cdbd3bf94cf45db4109fac0bbe992fa9e8fd889bfd1a11ab088cd9b",
+    "por": "251b4f13cff0fcb093714e3a928005730c25caa0c8e4f7654da47405dc02210e",
+}
+FACTS_SHA256 = {
+    "eng": "d1bb9ea8ce42d2479c55a0ce189efceef6ec07b714276556df0af1619931afb3",
+    "ita": "a29bcdac8cff6e44c09c51001047d194d03bdde871f52dc8cb26e76c245ed62d",
+    "spa": "cdb0a1cca0e92845e4d4a9bf0a62fda7a01aba7e9f4e6bad1cbd4a0085f872bb",
+    "fra": "1774747e3f2cfb81b0660c7e56990e34e38016b7f68c90a3cb446193968f9a80",
+    "por": "68962ab37b89c36eaaafbc49f9fc67be01099bc5a75a9e3816a884a275cf5a90",
+}
+
+
+def test_generated_texts_are_byte_identical_to_the_python_tables(runs):
+    assert SCALE == 0.1
+    for lang, (folder, _) in runs.items():
+        digest = hashlib.sha256()
+        for source in TRAIN_SOURCES:
+            for row in _rows(folder, source):
+                digest.update(row["text"].encode() + b"\0")
+        for path in sorted(folder.rglob("*.jsonl")):
+            digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+        assert digest.hexdigest() == TEXT_SHA256[lang], lang
+    for lang, expected in FACTS_SHA256.items():
+        text = json.dumps(corpus.facts(lang), ensure_ascii=False, sort_keys=True)
+        assert hashlib.sha256(text.encode()).hexdigest() == expected, lang

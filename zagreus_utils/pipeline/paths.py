@@ -4,7 +4,9 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = REPO_ROOT / "configs"
+# The configs folder (languages, profiles, sample-corpus facts, task YAMLs); ZAGREUS_CONFIGS points
+# the kit at another one (e.g. a copy with a language added), read when the package is imported.
+CONFIGS = Path(os.environ.get("ZAGREUS_CONFIGS") or REPO_ROOT / "configs")
 NOTEBOOKS = REPO_ROOT / "notebooks"
 REPORT = REPO_ROOT / "report"
 PUBLISHED = REPORT / "published"

@@ -104,8 +104,11 @@ def _upstream(stage: stage_mod.Stage, all_stages: list[stage_mod.Stage], profile
 
 
 # Config files a stage reads besides its language's and its profile's (relative to configs/, by
-# stage key): the smoke evaluation's task YAMLs (zagreus_utils.stages.evaluation.TASK_CONFIGS).
-STAGE_CONFIGS = {"eval": ("lm_eval/*.yaml",)}
+# stage key; ``{language}`` stands for each run language): the sample corpus' facts
+# (zagreus_utils.sample_corpus.knowledge.DATA) and the smoke evaluation's task YAMLs
+# (zagreus_utils.stages.evaluation.TASK_CONFIGS).
+STAGE_CONFIGS = {"data": ("sample_corpus/facts.yaml", "sample_corpus/eng.yaml", "sample_corpus/{language}.yaml"),
+                 "eval": ("lm_eval/*.yaml",)}
 
 
 def _config_files(stage: stage_mod.Stage, profile: str, languages: list[str]) -> dict[str, str]:
@@ -114,7 +117,10 @@ def _config_files(stage: stage_mod.Stage, profile: str, languages: list[str]) ->
     wanted = [paths.CONFIGS / "languages" / f"{lang}.yaml" for lang in languages]
     wanted.append(paths.CONFIGS / "profiles" / f"{profile}.yaml")
     for pattern in STAGE_CONFIGS.get(stage.key, ()):
-        wanted += sorted(paths.CONFIGS.glob(pattern))
+        if "{language}" not in pattern:
+            wanted += sorted(paths.CONFIGS.glob(pattern))
+            continue
+        wanted += [paths.CONFIGS / pattern.format(language=lang) for lang in languages]
     return {str(p.relative_to(paths.CONFIGS)): manifest.sha256_file(p) if p.is_file() else "missing"
             for p in wanted}
 

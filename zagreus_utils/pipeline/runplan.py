@@ -72,7 +72,8 @@ def outside_root(folder: Path, root: Path | None) -> str | None:
 
 
 def sample_languages() -> tuple[str, ...]:
-    """The languages the smoke sample corpus can generate (``zagreus_utils.sample_corpus.knowledge``)."""
+    """The languages the smoke sample corpus can generate: one data file each,
+    ``configs/sample_corpus/<code>.yaml`` (read by ``zagreus_utils.sample_corpus.knowledge``)."""
     from ..sample_corpus.knowledge import LANGUAGES
 
     return LANGUAGES

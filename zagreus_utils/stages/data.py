@@ -345,7 +345,8 @@ def prepare_sample(spec: Spec, layout: Layout) -> dict:
     per_type = spec.profile.data.sample_facts_per_type
     marker = layout.raw / ".zagreus-sample.json"
     key = {"language": spec.language.code, "seed": seed, "scale": scale, "facts_per_type": per_type,
-           "code": code_digest("sample_corpus/corpus", "sample_corpus/knowledge")}
+           "code": code_digest("sample_corpus/corpus", "sample_corpus/knowledge"),
+           "facts": corpus.kb.data_digest(spec.language.code)}
     summary_path = layout.raw / "summary.json"
     if marker.is_file() and summary_path.is_file() and json.loads(marker.read_text()) == key:
         summary = json.loads(summary_path.read_text())
