@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from zagreus_utils.results import benchmarks
 from zagreus_utils.stages import plots
 from zagreus_utils.results import published, tables
 from zagreus_utils.pipeline.errors import ZagreusError
@@ -125,13 +126,13 @@ def _data_lines(ax):
 @pytest.mark.parametrize("task", ["mmlu", "m_mmlu_it", "m_mmlu_pt", "hellaswag", "hellaswag_es", "arc_fr",
                                   "arc_it", "ARC", "HS_EN", "MMLU_IT", "arc_challenge"])
 def test_chance_level_known_tasks(task):
-    assert plots.chance_level(task) == 0.25
+    assert benchmarks.chance_level(task) == 0.25
 
 
 @pytest.mark.parametrize("task", ["ifeval", "assin2_rte", "gsm8k", "Media"])
 def test_chance_level_unknown_task_is_a_clear_error(task):
-    with pytest.raises(ZagreusError, match=rf"{task!r}.*CHANCE in zagreus_utils/stages/plots.py"):
-        plots.chance_level(task)
+    with pytest.raises(ZagreusError, match=rf"{task!r}.*BENCHMARKS in zagreus_utils/results/benchmarks.py"):
+        benchmarks.chance_level(task)
 
 
 # --- progression figures ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ import yaml
 
 from .markdown import CodeBlock, Document, Table
 from ..model.planning import Architecture, parameter_counts
+from ..pipeline.spec import language_names
 from ..nanotron.schema import (
     NANOTRON_MARKERS,
     NANOTRON_SCHEMA,
@@ -1058,10 +1059,11 @@ def check_param_count(doc: Document) -> list[Finding]:
     return out
 
 
-_LANGS = {"ita": "italian", "spa": "spanish", "fra": "french", "por": "portuguese", "eng": "english",
-          "deu": "german"}
-_SPLIT_ITEM = re.compile(r"(\d+(?:\.\d+)?)\s*([BT])\s+(English|Italian|Spanish|French|Portuguese|German|Code)",
-                         re.I)
+# The configured languages (configs/languages/*.yaml, and English) and German, which the report
+# also names in its data plans.
+_LANGS = {**{code: name.lower() for code, name in language_names().items()}, "deu": "german"}
+_SPLIT_ITEM = re.compile(r"(\d+(?:\.\d+)?)\s*([BT])\s+("
+                         + "|".join(name.title() for name in _LANGS.values()) + "|Code)", re.I)
 _TOTAL = re.compile(r"(?i)(?:~|approximately|about|around|roughly)\s*(\d+(?:\.\d+)?|one|a)\s*"
                     r"(trillion|billion|[TB])\s+tokens")
 _DATASET_URL = re.compile(r"https?://huggingface\.co/datasets/([^\s)\]]+)")

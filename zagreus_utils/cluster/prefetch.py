@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..pipeline.errors import ZagreusError
+from ..pipeline.paths import hf_home, hub_cache, nltk_data_dir  # noqa: F401 (re-exported)
 
 TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "config.json", "generation_config.json"]
 NLTK_RESOURCES = ("punkt_tab",)
@@ -33,25 +34,6 @@ EXTERNAL_TASKS = {
         "mii-llm's fork of lm-evaluation-harness (task ifeval-ita, dataset mii-llm/ifeval-ita): clone it and pass "
         "its ifeval-ita task folder with --include_path"),
 }
-
-
-def hf_home() -> Path:
-    """``$HF_HOME`` as it is now (huggingface_hub's constants are fixed when it is imported)."""
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser()
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HOME)
-
-
-def hub_cache() -> Path:
-    """Where the hub files go: ``$HF_HUB_CACHE``, else ``<HF_HOME>/hub``."""
-    return Path(os.environ.get("HF_HUB_CACHE") or hf_home() / "hub").expanduser()
-
-
-def nltk_data_dir() -> Path:
-    """Where NLTK data is fetched to and read from: ``$NLTK_DATA``, else ``<HF_HOME>/nltk_data``."""
-    return Path(os.environ.get("NLTK_DATA") or hf_home() / "nltk_data")
 
 
 @dataclass(frozen=True)

@@ -29,3 +29,24 @@ def run_dir(profile: str, language: str | None = None, root: Path | None = None)
 def report_dir(profile: str) -> Path:
     """Where the HTML report of a profile is built; ``ZAGREUS_REPORT_DIR`` overrides ``report/``."""
     return Path(os.environ.get("ZAGREUS_REPORT_DIR", REPORT)) / profile
+
+
+# --- the Hugging Face and NLTK caches (filled by `zagreus prefetch`, read offline by the stages) ---
+
+def hf_home() -> Path:
+    """``$HF_HOME`` as it is now (huggingface_hub's constants are fixed when it is imported)."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME)
+
+
+def hub_cache() -> Path:
+    """Where the hub files go: ``$HF_HUB_CACHE``, else ``<HF_HOME>/hub``."""
+    return Path(os.environ.get("HF_HUB_CACHE") or hf_home() / "hub").expanduser()
+
+
+def nltk_data_dir() -> Path:
+    """Where NLTK data is fetched to and read from: ``$NLTK_DATA``, else ``<HF_HOME>/nltk_data``."""
+    return Path(os.environ.get("NLTK_DATA") or hf_home() / "nltk_data")

@@ -405,6 +405,17 @@ def load_language(code: str, root: Path | None = None) -> LanguageSpec:
     return spec
 
 
+# English: the second language of every run (its sample-corpus words: configs/sample_corpus/eng.yaml);
+# it has no configs/languages/ file because no run is English only.
+ENGLISH = ("eng", "English")
+
+
+def language_names(root: Path | None = None) -> dict[str, str]:
+    """``{code: name}`` of every configured language (``configs/languages/*.yaml``), then English."""
+    names = {code: load_language(code, root).name for code in available("languages", root)}
+    return {**names, ENGLISH[0]: ENGLISH[1]}
+
+
 def load_profile(name: str, overrides: dict[str, Any] | None = None, root: Path | None = None) -> ProfileSpec:
     path = _config_file("profiles", name, root)
     data = read_yaml(path)

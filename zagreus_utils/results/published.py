@@ -23,7 +23,6 @@ COLUMNS = [
     "checkpoint_step", "column", "task", "metric", "n_shot", "is_average", "value", "printed",
     "row_order", "col_order", "line", "note",
 ]
-LANGUAGES = ("ita", "spa", "fra", "por", "eng")
 
 _S6 = "6. Pre-trained Foundational Models Evaluations"
 _S7 = "7. Post-Trained Nesso Models Evaluations"
@@ -47,6 +46,11 @@ TABLES: dict[str, TableInfo] = {t.table_id: t for t in [
     TableInfo("nesso_comparison", _S7, _S7, "comparison", ("eng", "ita")),
     TableInfo("open_nesso", "Open-Nesso-0.4B Evaluation", _S7, "comparison", ("ita",)),
 ]}
+
+# The languages the report's tables are in (ita, spa, fra, por, eng), in the report's order.
+LANGUAGES = tuple(dict.fromkeys(lang for t in TABLES.values() for lang in t.languages))
+# The run languages that have a published checkpoint progression (the report's figures).
+PROGRESSION_LANGUAGES = tuple(lang for t in TABLES.values() if t.kind == "progression" for lang in t.languages)
 
 # Header of each table's row-label column (it has no cell rows, so it is kept here).
 _ROW_HEADER = {

@@ -16,6 +16,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from ..pipeline.errors import ZagreusError
+from .benchmarks import chance_level
+
 MISSING = "—"
 RUN_PREFIX = "this run · "
 RUN_SOURCE = "this run"
@@ -148,8 +151,6 @@ def provenance(published_df: pd.DataFrame, table_id: str) -> dict:
     """Where a published table comes from: id, title, section, first report line, caption text."""
     rows = published_df[published_df["table_id"] == table_id]
     if rows.empty:
-        from ..pipeline.errors import ZagreusError
-
         known = sorted(published_df["table_id"].dropna().unique())
         raise ZagreusError(f"table {table_id!r} is not in the published results (known: {known})")
     title = _first_text(rows["table_title"]) or table_id
@@ -256,10 +257,7 @@ def with_run_results(published_df: pd.DataFrame, run_df: pd.DataFrame | None, ta
 
 
 def chance_by_column(published_df: pd.DataFrame, table_id: str) -> dict[str, float] | None:
-    """Chance level per printed column for the tasks that have one (see ``plots.chance_level``)."""
-    from ..pipeline.errors import ZagreusError
-    from ..stages.plots import chance_level
-
+    """Chance level per printed column for the tasks that have one (see ``benchmarks.chance_level``)."""
     rows = published_df[(published_df["table_id"] == table_id)].drop_duplicates("column")
     out = {}
     for _, r in rows.iterrows():

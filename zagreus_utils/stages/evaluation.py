@@ -62,10 +62,11 @@ import pandas as pd
 from ..pipeline import paths
 from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
+from ..pipeline.spec import language_names
+from ..results.benchmarks import (FAMILY_COLORS, FAMILY_MARKERS, HELDOUT_STYLES, STYLE_METRIC,  # noqa: F401
+                                  benchmark_family, chance_level)
 
 TASK_CONFIGS = paths.CONFIGS / "lm_eval"
-HELDOUT_STYLES = ("mmlu", "arc", "hellaswag")
-STYLE_METRIC = {"mmlu": "acc", "arc": "acc_norm", "hellaswag": "acc_norm"}  # as the report prints them
 BPB = "bpb"
 BPB_METRIC = "bits_per_byte"
 FEWSHOT_ITEMS = 10  # per style and language: the separate split the few-shot examples come from
@@ -818,8 +819,6 @@ def _bpb_stderr(samples: list[dict]) -> float:
 def _chance(task: SuiteTask, metric: str, samples: list[dict]) -> float:
     if metric not in ACCURACY_METRICS:
         return float("nan")
-    from .plots import chance_level
-
     try:
         return chance_level(task.name)
     except ZagreusError:
@@ -1131,13 +1130,11 @@ def learning_check(results: pd.DataFrame) -> dict:
 def _is_headline(row) -> bool:
     """The suite's headline metric (``headline`` column); without it, acc for MMLU-style and
     acc_norm for ARC/HellaSwag-style (the report's choice)."""
-    from .plots import benchmark_family
-
     if "headline" in row.index and str(row["headline"]) not in ("", "nan", "None"):
         return str(row["headline"]).lower() == "true"
 
     family = benchmark_family(str(row["task"]))
-    wanted = {"mmlu": "acc", "arc": "acc_norm", "hellaswag": "acc_norm"}.get(family)
+    wanted = STYLE_METRIC.get(family)
     return wanted is None or row["metric"] == wanted
 
 
@@ -1148,8 +1145,6 @@ def _is_headline(row) -> bool:
 def checkpoints_figure(metrics: pd.DataFrame, language: str):
     """This run's base checkpoints: accuracy per task (with stderr and chance) and bits per byte."""
     from matplotlib.figure import Figure
-
-    from .plots import FAMILY_COLORS, FAMILY_MARKERS, LANGUAGE_NAMES, benchmark_family
 
     df = metrics[(metrics["model_kind"] == "base") & metrics["checkpoint_step"].notna()
                  & ~metrics["is_average"].astype(bool)]
@@ -1184,7 +1179,7 @@ def checkpoints_figure(metrics: pd.DataFrame, language: str):
         bx.set_title("held-out text", fontsize=10)
         bx.grid(True, axis="y", color="#e5e5e5")
         bx.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, frameon=False)
-    fig.suptitle(f"This run ({LANGUAGE_NAMES.get(language, language)}): every task per base checkpoint", fontsize=12)
+    fig.suptitle(f"This run ({language_names().get(language, language)}): every task per base checkpoint", fontsize=12)
     return fig
 
 
@@ -1221,7 +1216,7 @@ def build_outputs(out_dir, spec, results: pd.DataFrame, metrics: pd.DataFrame, c
     progression = results[(results["table_id"] == f"{lang}_progression") & results["checkpoint_step"].notna()]
     if not progression.empty and f"{lang}_progression" in set(df["table_id"]):
         add(f"progression-{lang}", plots.progression_figure(df, lang, progression),
-            f"{plots.LANGUAGE_NAMES.get(lang, lang)} checkpoint progression: published and this run",
+            f"{language_names().get(lang, lang)} checkpoint progression: published and this run",
             "Left: the report's checkpoints (section 6); right: this run's base checkpoints on their own step "
             "scale. Dashed: chance level.")
     base = metrics[metrics["model_kind"] == "base"]
@@ -1368,11 +1363,11 @@ def slurm_script(plan: Plan, plan_file: Path, *, python: str | None = None, job_
               "set -euo pipefail", "", "export TOKENIZERS_PARALLELISM=false"]
     if spec.profile.offline:
         lines += [f"export {v}=1" for v in OFFLINE_VARIABLES]
-    for var in ("HF_HOME", "ZAGREUS_RUNS"):
+    for var in ("HF_HOME", "ZAGREUS_RUNS", "ZAGREUS_CONFIGS"):
         if os.environ.get(var):
             lines.append(f"export {var}={shlex.quote(os.environ[var])}")
-    from ..cluster.prefetch import nltk_data_dir  # lm-eval's ifeval reads punkt_tab: the folder `zagreus prefetch` fills
-    lines.append(f"export NLTK_DATA={shlex.quote(str(nltk_data_dir()))}")
+    # lm-eval's ifeval reads punkt_tab: the folder `zagreus prefetch` fills
+    lines.append(f"export NLTK_DATA={shlex.quote(str(paths.nltk_data_dir()))}")
     lines += [f"cd {shlex.quote(str(workdir))}",
               f"exec {shlex.quote(python or sys.executable)} -m zagreus_utils.stages.evaluation array-task "
               f"--plan {shlex.quote(str(plan_file))} --index \"${{SLURM_ARRAY_TASK_ID}}\"", ""]

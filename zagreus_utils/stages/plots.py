@@ -24,59 +24,10 @@ from matplotlib.transforms import blended_transform_factory
 
 from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
-
-# Chance accuracy of the multiple-choice benchmarks the report evaluates (4 answer options each;
-# lm-eval's acc / acc_norm). Keys are benchmark families; task names are mapped to them by
-# ``benchmark_family`` (m_mmlu_it, hellaswag_es, arc_pt, "ARC", "HS_EN", ... all resolve).
-CHANCE = {
-    "mmlu": 0.25,
-    "arc": 0.25,
-    "hellaswag": 0.25,
-}
-DISPLAY = {"mmlu": "MMLU", "arc": "ARC", "hellaswag": "HellaSwag", "ifeval": "IFEval", "average": "Average"}
-CHOICES = {"mmlu": 4, "arc": 4, "hellaswag": 4}
-LANGUAGE_NAMES = {"ita": "Italian", "spa": "Spanish", "fra": "French", "por": "Portuguese", "eng": "English"}
-
-# Okabe-Ito: distinguishable for colour-blind readers and in greyscale print.
-FAMILY_COLORS = {"mmlu": "#0072B2", "hellaswag": "#D55E00", "arc": "#009E73", "ifeval": "#CC79A7"}
-SERIES_COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-FAMILY_MARKERS = {"mmlu": "o", "hellaswag": "s", "arc": "^"}
-
-_LANG_SUFFIX = re.compile(r"[_\- ](it|es|fr|pt|en|ita|spa|fra|por|eng)$")
-_ALIASES = {"hs": "hellaswag", "m_mmlu": "mmlu", "arc_easy": "arc", "arc_challenge": "arc",
-            "media": "average", "avg": "average", "average": "average", "ifeval": "ifeval"}
-
-
-def benchmark_family(task: str) -> str:
-    """``m_mmlu_it`` -> ``mmlu``, ``HS_EN`` -> ``hellaswag``, ``arc_pt`` -> ``arc``, ``Media IT`` -> ``average``."""
-    name = str(task).strip().strip("*").strip().lower()
-    name = re.sub(r"\s*\(.*\)$", "", name)  # "mmlu_it (acc)" -> "mmlu_it"
-    while True:
-        shorter = _LANG_SUFFIX.sub("", name)
-        if shorter == name:
-            break
-        name = shorter
-    name = name.replace("-", "_")
-    if name.startswith("m_"):
-        name = name[2:]
-    if name.startswith("media") or name.startswith("average"):
-        return "average"
-    return _ALIASES.get(name, name)
-
-
-def chance_level(task: str) -> float:
-    """Chance accuracy of a benchmark task (``mmlu``, ``m_mmlu_it``, ``hellaswag_es``, ``arc_pt``...).
-
-    Raises ``ZagreusError`` for a task without a known chance level.
-    """
-    family = benchmark_family(task)
-    if family not in CHANCE:
-        raise ZagreusError(
-            f"no chance level known for task {task!r} (benchmark family {family!r}); known families: "
-            f"{', '.join(sorted(CHANCE))}. Add it to CHANCE in zagreus_utils/stages/plots.py"
-        )
-    return CHANCE[family]
-
+from ..pipeline.spec import language_names
+from ..results import published, tables
+from ..results.benchmarks import (CHANCE, CHOICES, DISPLAY, FAMILY_COLORS, FAMILY_MARKERS,  # noqa: F401 (re-exported)
+                                  SERIES_COLORS, benchmark_family, chance_level)
 
 def _chance_or_none(task) -> float | None:
     try:
@@ -116,9 +67,7 @@ def _run_only(df: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def _wide(rows: pd.DataFrame) -> pd.DataFrame:
-    from ..results.tables import pivot_rows
-
-    return pivot_rows(rows)
+    return tables.pivot_rows(rows)
 
 
 def _series(rows: pd.DataFrame) -> list[dict]:
@@ -344,7 +293,7 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
         labels.append("not reported (“—”, crosses on the bottom edge): " + "; ".join(text))
 
     model = _model_name(rows, language)
-    lang_name = LANGUAGE_NAMES.get(language, language)
+    lang_name = language_names().get(language, language)
     fig.suptitle(f"{model}: {lang_name} checkpoint progression", fontsize=13)
     legend = fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     legend.set_gid("legend")
@@ -410,7 +359,7 @@ def _average_columns(rows: pd.DataFrame) -> set[str]:
 
 def _score_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Cells holding a score or a printed average (not the leaderboard's ``Rank``)."""
-    from ..results.tables import is_rank
+    is_rank = tables.is_rank
 
     rank = rows.apply(is_rank, axis=1) if len(rows) else pd.Series(dtype=bool)
     keep = rows["is_average"].astype(bool) | (rows["task"].map(_present) & ~rank)
@@ -546,7 +495,7 @@ def run_frame(run_results) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-PLOT_LANGUAGES = ("ita", "spa", "fra", "por")
+PLOT_LANGUAGES = published.PROGRESSION_LANGUAGES  # ita, spa, fra, por: the report's order
 
 
 def language_list(value) -> list[str]:
@@ -590,8 +539,6 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
     frame). ``published_df`` defaults to ``published.load()``. Paths in the index are relative to
     ``out_dir``; a table's ``line`` is the report line of its first row.
     """
-    from ..results import published, tables
-
     languages = parse_languages(languages)
     df = published.load() if published_df is None else published_df
     run = run_frame(run_results)
@@ -616,7 +563,7 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
         caption = (f"Accuracy per benchmark against training step, from {info['caption']}. "
                    "Dashed: chance level; crosses on the bottom edge: not reported."
                    + (" Right panel: this run's checkpoints, on their own step scale." if with_run else ""))
-        title = f"{_model_name(_rows(df, table_id), lang)}: {LANGUAGE_NAMES[lang]} checkpoint progression"
+        title = f"{_model_name(_rows(df, table_id), lang)}: {language_names()[lang]} checkpoint progression"
         add(f"zagreus-{lang}", fig, title, caption, [table_id])
     if "por" in languages:
         info = tables.provenance(df, "por_leaderboard")
