@@ -24,6 +24,9 @@ import yaml
 
 from ..pipeline import paths
 from ..pipeline.errors import ZagreusError
+from ..pipeline.stages import folder_name
+
+KIT_NOTEBOOKS = paths.NOTEBOOKS  # the kit's stage notebooks (as imported; a runner may be given others)
 
 NANOTRON_DIR = paths.CONFIGS / "nanotron"
 CONFIG_NAME = "zagreus_350M_{language}.yaml"
@@ -154,15 +157,17 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
     """
     p, lang = spec.profile, spec.language
     base = Path(run_dir) if run_dir is not None else Path(runs_root) / p.name / lang.code
-    tokenized = base / "02_tokenization" / "tokenized"
+    # the folders the kit's own stages 02 and 03 write (whatever notebooks a runner was given)
+    tokenization = base / folder_name("tokenization", KIT_NOTEBOOKS)
+    tokenized = tokenization / "tokenized"
     if tokenizer_name_or_path is None:
         tokenizer_name_or_path = (p.tokenizer.name_or_path if p.tokenizer.kind == "pretrained"
-                                  else str(base / "02_tokenization" / "tokenizer"))
+                                  else str(tokenization / "tokenizer"))
     m, t = p.model, p.training
     return {
         "checkpoints": {
             "checkpoint_interval": t.checkpoint_interval,
-            "checkpoints_path": str(checkpoints_path or base / "03_pretraining" / "checkpoints"),
+            "checkpoints_path": str(checkpoints_path or base / folder_name("pretraining", KIT_NOTEBOOKS) / "checkpoints"),
             "checkpoints_path_is_shared_file_system": CHECKPOINTS_PATH_IS_SHARED_FILE_SYSTEM,
             "resume_checkpoint_path": str(resume_checkpoint_path) if resume_checkpoint_path else None,
             "save_final_state": SAVE_FINAL_STATE,

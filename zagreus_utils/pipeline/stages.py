@@ -87,3 +87,14 @@ def select(keys: list[str] | None, folder: Path | None = None) -> list[Stage]:
             raise ZagreusError(f"unknown stage {key!r}. Valid stages: {valid}")
         chosen.extend(m for m in match if m not in chosen)
     return sorted(chosen, key=lambda s: s.number)
+
+
+def folder_name(key: str, folder: Path | None = None) -> str:
+    """The run-folder name of stage ``key`` (``"plots"`` -> ``"07_plots"``): its notebook's name.
+    Read from the file names only, so modules that know a stage's outputs name no folder."""
+    folder = Path(folder or paths.NOTEBOOKS)
+    for nb in sorted(folder.glob("*.ipynb")):
+        m = _NAME.match(nb.stem)
+        if m and m.group(2) == key:
+            return nb.stem
+    raise ZagreusError(f"no stage {key!r}: there is no notebook {folder}/NN_{key}.ipynb")

@@ -1,7 +1,7 @@
 """Build ``report/<profile>/index.html`` from existing runs: one self-contained page.
 
 Sections: overview (profile, languages, versions, commit, stage status), the report's published
-tables and figures (from the ``07_plots`` stage), this run's own results (every stage folder that
+tables and figures (from the ``plots`` stage, ``07_plots``), this run's own results (every stage folder that
 wrote an ``outputs.json``), the audit of the report's own consistency (when its markdown is given)
 and links to each executed stage notebook rendered to HTML. Figures are embedded as data URIs;
 all text that comes from data or models is escaped by the template.
@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from ..pipeline import manifest, paths
+from ..pipeline.stages import folder_name
 from ..pipeline.errors import ZagreusError
 
 TEMPLATE = paths.REPORT / "template.html.j2"
@@ -110,10 +111,11 @@ def build(profile: str, source: Path | None = None, root: Path | None = None,
         raise ZagreusError(f"no runs for profile {profile!r}: {base} does not exist. "
                            f"Run the pipeline first: zagreus run --profile {profile}")
     stages = collect_stages(profile, root)
-    plots = next((s for s in stages if s["stage"] == "07_plots"), None)
+    plots_name = folder_name("plots")
+    plots = next((s for s in stages if s["stage"] == plots_name), None)
     if plots is None or plots["manifest"].get("status") != "ok":
         raise ZagreusError(f"the plots stage has not run for profile {profile!r} (no ok manifest in "
-                           f"{base / '07_plots'}). Run: zagreus run --profile {profile} --stages plots")
+                           f"{base / plots_name}). Run: zagreus run --profile {profile} --stages plots")
     published = _load_outputs(plots["folder"])
     if published is None:
         raise ZagreusError(f"{plots['folder'] / OUTPUTS} is missing; rerun: zagreus run --profile {profile} --stages plots --force")
@@ -132,7 +134,7 @@ def build(profile: str, source: Path | None = None, root: Path | None = None,
         rows.append({"language": s["language"] or "(all)", "stage": s["stage"], "status": m.get("status"),
                      "launcher": m.get("launcher"), "seconds": m.get("seconds"),
                      "finished": m.get("finished"), "error": m.get("error"), "link": link})
-        if s["stage"] != "07_plots":
+        if s["stage"] != plots_name:
             res = _load_outputs(s["folder"])
             if res and (res["figures"] or res["tables"]):
                 own_results.append({"language": s["language"], "stage": s["stage"], **res})
