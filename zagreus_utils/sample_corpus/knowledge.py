@@ -137,6 +137,8 @@ TITLES = _table("titles", TOPICS)
 QA_LABELS = dict(zip(ALL_LANGUAGES, _per_lang(lambda w: tuple(w["qa_labels"]))))
 QUIZ_TITLES = _per_lang(lambda w: w["quiz_title"])
 SYSTEM_PROMPTS = _per_lang(lambda w: tuple(w["system_prompts"]))
+# what stage 04 asks the converted model to continue, per language
+PROMPTS = dict(zip(ALL_LANGUAGES, _per_lang(lambda w: tuple(w["prompts"]))))
 
 # --- templates --------------------------------------------------------------------------------
 # type -> {"answer": slot, "topic": topic, lang: {"train", "question", "sft"}}

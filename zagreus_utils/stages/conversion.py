@@ -19,6 +19,7 @@ from ..convert import core as convert
 from ..pipeline import manifest, paths
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import Spec, load_spec
+from ..sample_corpus.knowledge import PROMPTS
 
 STAGE = "04_conversion"
 CARD = "README.md"
@@ -179,13 +180,7 @@ def _count(model_dir: Path) -> int:
         w.close()
 
 
-SAMPLE_PROMPTS = {
-    "eng": ["The capital of France is", "Two plus three is"],
-    "ita": ["La capitale della Francia è", "Due più tre fa"],
-    "spa": ["La capital de Francia es", "Dos más tres son"],
-    "fra": ["La capitale de la France est", "Deux plus trois font"],
-    "por": ["A capital da França é", "Dois mais três são"],
-}
+SAMPLE_PROMPTS = PROMPTS  # configs/sample_corpus/<lang>.yaml: prompts
 
 
 def generations(model_dir: Path, language: str, max_new_tokens: int = 12) -> pd.DataFrame:
