@@ -106,3 +106,12 @@ def test_bad_overrides():
 def test_inconsistent_heads_are_refused():
     with pytest.raises(ZagreusError, match="num_key_value_heads"):
         spec.load_profile("smoke", {"model.num_key_value_heads": 3})
+
+
+def test_language_names_are_read_from_the_language_files(configs):
+    assert spec.language_names() == {"fra": "French", "ita": "Italian", "por": "Portuguese", "spa": "Spanish",
+                                     "eng": "English"}
+    text = (configs / "languages" / "ita.yaml").read_text(encoding="utf-8")
+    text = text.replace("code: ita", "code: deu").replace("name: Italian", "name: German")
+    (configs / "languages" / "deu.yaml").write_text(text, encoding="utf-8")
+    assert spec.language_names(root=configs)["deu"] == "German"

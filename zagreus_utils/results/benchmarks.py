@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..pipeline.errors import ZagreusError
+from ..pipeline.spec import ENGLISH, available, load_language
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,17 @@ SERIES_COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9
 HELDOUT_STYLES = tuple(k for k, b in BENCHMARKS.items() if b.heldout)  # the smoke profile's held-out tasks
 STYLE_METRIC = {k: BENCHMARKS[k].metric for k in HELDOUT_STYLES}  # as the report prints them
 
-_LANG_SUFFIX = re.compile(r"[_\- ](it|es|fr|pt|en|ita|spa|fra|por|eng)$")
 _ALIASES = {"hs": "hellaswag", "m_mmlu": "mmlu", "arc_easy": "arc", "arc_challenge": "arc",
             "media": "average", "avg": "average", "average": "average", "ifeval": "ifeval"}
+
+
+@lru_cache(maxsize=None)
+def _language_suffix() -> re.Pattern:
+    """A task name's language suffix: every configured language's code and ISO 639-1 code, and English's."""
+    codes = {ENGLISH[0], "en"}
+    for code in available("languages"):
+        codes |= {code, load_language(code).iso639_1}
+    return re.compile(rf"[_\- ]({'|'.join(sorted(codes))})$")
 
 
 def benchmark_family(task: str) -> str:
@@ -57,7 +67,7 @@ def benchmark_family(task: str) -> str:
     name = str(task).strip().strip("*").strip().lower()
     name = re.sub(r"\s*\(.*\)$", "", name)  # "mmlu_it (acc)" -> "mmlu_it"
     while True:
-        shorter = _LANG_SUFFIX.sub("", name)
+        shorter = _language_suffix().sub("", name)
         if shorter == name:
             break
         name = shorter
