@@ -129,6 +129,14 @@ def test_chance_level_known_tasks(task):
     assert benchmarks.chance_level(task) == 0.25
 
 
+def test_benchmark_table_gives_chance_choices_and_the_legend():
+    assert benchmarks.CHANCE == {"mmlu": 0.25, "arc": 0.25, "hellaswag": 0.25}
+    assert benchmarks.CHOICES == {"mmlu": 4, "arc": 4, "hellaswag": 4}
+    assert benchmarks.HELDOUT_STYLES == ("mmlu", "arc", "hellaswag")
+    assert benchmarks.STYLE_METRIC == {"mmlu": "acc", "arc": "acc_norm", "hellaswag": "acc_norm"}
+    assert benchmarks.chance_label() == "chance 0.25 (4-way multiple choice: ARC, HellaSwag, MMLU)"
+
+
 @pytest.mark.parametrize("task", ["ifeval", "assin2_rte", "gsm8k", "Media"])
 def test_chance_level_unknown_task_is_a_clear_error(task):
     with pytest.raises(ZagreusError, match=rf"{task!r}.*BENCHMARKS in zagreus_utils/results/benchmarks.py"):

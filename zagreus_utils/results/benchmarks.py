@@ -46,6 +46,18 @@ DISPLAY = {k: b.display for k, b in BENCHMARKS.items()}
 FAMILY_COLORS = {k: b.color for k, b in BENCHMARKS.items() if b.color}
 FAMILY_MARKERS = {k: b.marker for k, b in BENCHMARKS.items() if b.marker}
 SERIES_COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+
+def chance_label() -> str:
+    """The figures' legend for the chance line: "chance 0.25 (4-way multiple choice: ARC, HellaSwag, MMLU)"."""
+    levels = {(b.chance, b.choices) for b in BENCHMARKS.values() if b.choices}
+    if len(levels) != 1:
+        return "chance (1 / the number of answer options)"
+    (chance, choices), = levels
+    names = ", ".join(sorted((b.display for b in BENCHMARKS.values() if b.choices), key=str.lower))
+    return f"chance {chance:g} ({choices}-way multiple choice: {names})"
+
+
 HELDOUT_STYLES = tuple(k for k, b in BENCHMARKS.items() if b.heldout)  # the smoke profile's held-out tasks
 STYLE_METRIC = {k: BENCHMARKS[k].metric for k in HELDOUT_STYLES}  # as the report prints them
 

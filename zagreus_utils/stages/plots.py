@@ -27,7 +27,7 @@ from ..pipeline.outputs import StageOutputs
 from ..pipeline.spec import language_names
 from ..results import published, tables
 from ..results.benchmarks import (CHANCE, CHOICES, DISPLAY, FAMILY_COLORS, FAMILY_MARKERS,  # noqa: F401 (re-exported)
-                                  SERIES_COLORS, benchmark_family, chance_level)
+                                  SERIES_COLORS, benchmark_family, chance_label, chance_level)
 
 def _chance_or_none(task) -> float | None:
     try:
@@ -460,7 +460,7 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
 
     handles, labels = axes[1].get_legend_handles_labels()
     handles.append(Line2D([], [], ls="--", color="#555555"))
-    labels.append("chance 0.25 (4-way multiple choice: ARC, HellaSwag, MMLU)")
+    labels.append(chance_label())
     handles.append(Patch(facecolor="#f4f4f4", edgecolor="#cccccc"))
     labels.append("shaded group: the printed average of the panel's four tasks")
     note = []
