@@ -4,6 +4,8 @@ processes that ``datasets`` spawns re-import it."""
 
 from __future__ import annotations
 
+import gc
+import importlib
 import sys
 
 from .validate import apply_offline_env
@@ -21,9 +23,6 @@ def _main(argv: list[str]) -> int:
     # axolotl's multipack sampler calls gc.collect() each time it packs (5 times per dataloader: every
     # epoch and every eval); with the ~700k objects that axolotl's training modules put on the heap
     # each call costs ~0.6 s on 2 cores. Import them first and freeze them out of the collector.
-    import gc
-    import importlib
-
     for module in ("axolotl.train", "axolotl.common.datasets", "axolotl.core.builders", "axolotl.loaders"):
         try:
             importlib.import_module(module)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from ...pipeline import paths, stages
@@ -372,7 +373,5 @@ def differences(full_cfg: dict, smoke_cfg: dict):
     ``full_cfg`` is normally the report's own config (:func:`report_config`), so the table shows
     the adaptations too. A difference without a listed reason has an empty ``reason``.
     """
-    import pandas as pd
-
     return pd.DataFrame(difference_rows(full_cfg, smoke_cfg), columns=["key", "report", "smoke", "reason"])
 

@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ...pipeline.errors import ZagreusError
 from ...pipeline.outputs import StageOutputs
 from .axolotl import SftPlan
@@ -28,8 +30,6 @@ def label_mask_example(cfg: dict, tokenizer=None, conversation: list[dict] | Non
     Returns a DataFrame: position, token_id, token (decoded), label, trained (label != -100).
     ``tokenizer``: default axolotl's own loader on the config (EOS/pad overrides applied).
     """
-    import pandas as pd
-
     apply_offline_env()
     from axolotl.prompt_strategies.chat_template import StrategyLoader
     from axolotl.utils.config import normalize_config, validate_config
@@ -101,8 +101,6 @@ def loss_curves(model_dir: str | Path, train_log: str | Path | None = None):
 
     From the last checkpoint's ``trainer_state.json``; else parsed from the train log's metric lines.
     """
-    import pandas as pd
-
     rows = []
     state = _latest_trainer_state(Path(model_dir))
     if state is not None:
@@ -126,9 +124,10 @@ def loss_curves(model_dir: str | Path, train_log: str | Path | None = None):
 
 
 def plot_loss(df, title: str = "SFT loss"):
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig = Figure(figsize=(6.4, 3.6), layout="tight")
+    ax = fig.subplots()
     for split, style in (("train", "-"), ("eval", "o--")):
         part = df[df["split"] == split]
         if len(part):
@@ -138,7 +137,6 @@ def plot_loss(df, title: str = "SFT loss"):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
@@ -199,8 +197,6 @@ def sample_prompts(dataset: str | Path, language: str, per_language: int = 2) ->
 def compare_chats(base_dir: str | Path, sft_dir: str | Path, prompts: list[tuple[str, list[dict]]],
                   max_new_tokens: int = 48):
     """Base vs SFT answers to the same prompts through the chat template (DataFrame)."""
-    import pandas as pd
-
     rows = []
     for lang, messages in prompts:
         rows.append({"lang": lang, "prompt": messages[-1]["content"],

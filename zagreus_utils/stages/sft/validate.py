@@ -9,9 +9,12 @@ the report's config and Slurm script get wrong.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+import pandas as pd
 
 from ...pipeline.errors import ZagreusError
 from ...pipeline.spec import load_spec
@@ -65,8 +68,6 @@ class Validation:
     warnings: list[str] = field(default_factory=list)  # what axolotl logged while validating
 
     def table(self):
-        import pandas as pd
-
         return pd.DataFrame(self.findings, columns=["key", "value", "kind", "finding"])
 
 
@@ -102,8 +103,6 @@ class _Capture:
     """Collects what axolotl logs (warnings and up) while a block runs."""
 
     def __init__(self):
-        import logging
-
         self.records: list[str] = []
         outer = self
 
