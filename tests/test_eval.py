@@ -203,6 +203,27 @@ def test_tables_and_figures_show_this_run_next_to_the_published(evaluated):
     assert len(fig.axes) == 2  # published | this run
 
 
+def test_plots_stage_shows_finished_eval_results_and_names_the_languages_without(evaluated, tmp_path):
+    from zagreus_utils.pipeline.context import StageContext
+
+    run = tmp_path / "runs" / "smoke"
+    for lang in ("ita", "spa"):
+        (run / lang / "06_eval").mkdir(parents=True)
+        shutil.copy(evaluated["out"] / "results.csv", run / lang / "06_eval" / "results.csv")
+    # ita's eval finished; spa's has no manifest (it has not finished): its results are not shown
+    (run / "ita" / "06_eval" / "manifest.json").write_text(json.dumps({"status": "ok"}))
+    ctx = StageContext.create("plots", profile="smoke", languages=["ita", "spa"], run_dir=run)
+    result = plots.run(ctx)
+    assert result.out_dir == run / "07_plots" and (run / "07_plots" / "outputs.json").is_file()
+    assert "this run's results: ['ita']" in result.notes[0]
+    assert any(n.startswith("spa: this run's results not shown (stage 06_eval has not run") for n in result.notes)
+    assert {"ita_progression", "por_leaderboard", "nesso_comparison", "averages"} <= set(result.tables)
+    html = result.tables["ita_progression"].to_html()
+    assert "this run · step-100" in html and "this run · step-200" in html
+    assert "this run · step-100" not in result.tables["spa_progression"].to_html()
+    assert all(png.is_file() for _, png in result.extra["figures"])
+
+
 def test_learning_check_on_real_output_and_on_synthetic_frames(evaluated):
     check = json.loads((evaluated["out"] / "learning_check.json").read_text())
     assert set(check) == {"learning", "accuracy", "bits_per_byte", "summary"}
