@@ -479,3 +479,16 @@ def test_notebook_is_thin_stored_without_outputs_and_runs(evaluated, tmp_path):
     text = out.read_text()
     assert "the run" in text and "learning" in text
     assert (run_dir / "06_eval" / "results.csv").is_file()
+
+
+def test_array_task_with_an_unreadable_plan_is_one_clear_line(tmp_path):
+    import sys
+
+    bad = tmp_path / "plan.json"
+    bad.write_text("{not json")
+    for plan in (tmp_path / "missing.json", bad):
+        cp = subprocess.run([sys.executable, "-m", "zagreus_utils.stages.evaluation", "array-task", "--plan", str(plan),
+                             "--index", "0"], capture_output=True, text=True, cwd=paths.REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(paths.REPO_ROOT)] + sys.path)})
+        assert cp.returncode == 1 and "Traceback" not in cp.stderr, cp.stderr
+        assert cp.stderr.startswith(f"error: cannot read the eval plan {plan}") and "rerun it" in cp.stderr

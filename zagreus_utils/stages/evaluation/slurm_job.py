@@ -94,7 +94,11 @@ def follow(job_id: str, *, poll_s: float = 15, timeout_s: float | None = None, p
 
 def array_task(plan_file: Path, index: int) -> list[Path]:
     """What one Slurm array task runs: evaluate model ``index`` of the plan."""
-    plan = EvalPlan.from_json(json.loads(Path(plan_file).read_text(encoding="utf-8")))
+    try:
+        plan = EvalPlan.from_json(json.loads(Path(plan_file).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ZagreusError(f"cannot read the eval plan {plan_file} ({type(exc).__name__}: {exc}); the eval stage "
+                           "writes it with the sbatch script: rerun it (zagreus run --stages eval --launcher slurm)") from None
     if not 0 <= index < len(plan.models):
         raise ZagreusError(f"array index {index} out of range: the plan has {len(plan.models)} models")
     if plan.offline:
