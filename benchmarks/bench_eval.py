@@ -2,7 +2,7 @@
 
 Builds a run folder like the pipeline's (held-out items at the smoke profile's scale, 4 base
 checkpoints and an SFT model of the smoke model size: hidden 128, 4 layers, vocab 8192, seq 256;
-random weights: the cost does not depend on them), then times ``evaluation.run`` from an empty
+random weights: the cost does not depend on them), then times ``evaluation.run_eval`` from an empty
 stage folder, several times, in fresh processes; prints medians. The weights do not matter for the
 time; lm-eval's own work (task building, loglikelihood requests, writing results and samples) and
 the ingestion/figures are all inside the timed call.
@@ -31,7 +31,7 @@ from zagreus_utils.stages import evaluation
 from zagreus_utils.pipeline import spec as specs
 overrides = json.loads(sys.argv[3])
 spec = specs.load_spec(sys.argv[2], "smoke", overrides)
-summary = evaluation.run(spec, sys.argv[1], sys.argv[1] + "/06_eval", overrides=overrides, log=lambda m: None)
+summary = evaluation.run_eval(spec, sys.argv[1], sys.argv[1] + "/06_eval", overrides=overrides, log=lambda m: None)
 print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
 

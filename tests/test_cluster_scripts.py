@@ -14,7 +14,7 @@ SHELLCHECK = shutil.which("shellcheck")
 
 
 def _eval_plan(tmp_path, profile):
-    return evaluation.Plan(profile=profile, language="ita", overrides={}, run_dir=str(tmp_path / "run"),
+    return evaluation.EvalPlan(profile=profile, language="ita", overrides={}, run_dir=str(tmp_path / "run"),
                            out_dir=str(tmp_path / "out"),
                            models=[evaluation.ModelEntry("step-100", str(tmp_path / "m"), "base", 100)],
                            suites={"base": []}, tasks_dir=None, include_defaults=True, tasks_digest="0",
@@ -29,7 +29,7 @@ def _scripts(tmp_path) -> dict[str, str]:
         out[f"pretraining-{profile}"] = sbatch.render(spec, "runs/x/config.yaml", entry=entry, venv="/opt/kit").text
         out[f"sft-{profile}"] = sft.render_sbatch(spec, "runs/x/sft.yaml", venv="/opt/kit").text
         out[f"eval-{profile}"] = evaluation.slurm_script(_eval_plan(tmp_path, profile), tmp_path / "plan.json",
-                                                         spec=spec)
+                                                         spec=spec).text
     return out
 
 
@@ -66,7 +66,8 @@ def test_pretraining_script_stops_with_the_fix_when_the_train_env_is_missing(tmp
 
 def test_eval_script_reads_nltk_data_from_the_prefetched_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("NLTK_DATA", str(tmp_path / "nltk"))
-    text = evaluation.slurm_script(_eval_plan(tmp_path, "full"), tmp_path / "plan.json", spec=load_spec("ita", "full"))
+    text = evaluation.slurm_script(_eval_plan(tmp_path, "full"), tmp_path / "plan.json",
+                                   spec=load_spec("ita", "full")).text
     assert f"export NLTK_DATA={tmp_path / 'nltk'}\n" in text
     assert text.index("export NLTK_DATA") < text.index("exec ")
 

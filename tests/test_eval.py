@@ -34,7 +34,7 @@ def evaluated(tmp_path_factory):
     made = H.make_run(root / "run", "ita", steps=(100, 200), sft=True, **TINY)
     spec = load_spec("ita", "smoke")
     out = root / "run" / "06_eval"
-    summary = E.run(spec, made["run_dir"], out, limit=LIMIT, log=lambda m: None)
+    summary = E.run_eval(spec, made["run_dir"], out, limit=LIMIT, log=lambda m: None)
     return {**made, "spec": spec, "out": out, "summary": summary}
 
 
@@ -203,6 +203,27 @@ def test_tables_and_figures_show_this_run_next_to_the_published(evaluated):
     assert len(fig.axes) == 2  # published | this run
 
 
+def test_plots_stage_shows_finished_eval_results_and_names_the_languages_without(evaluated, tmp_path):
+    from zagreus_utils.pipeline.context import StageContext
+
+    run = tmp_path / "runs" / "smoke"
+    for lang in ("ita", "spa"):
+        (run / lang / "06_eval").mkdir(parents=True)
+        shutil.copy(evaluated["out"] / "results.csv", run / lang / "06_eval" / "results.csv")
+    # ita's eval finished; spa's has no manifest (it has not finished): its results are not shown
+    (run / "ita" / "06_eval" / "manifest.json").write_text(json.dumps({"status": "ok"}))
+    ctx = StageContext.create("plots", profile="smoke", languages=["ita", "spa"], run_dir=run)
+    result = plots.run(ctx)
+    assert result.out_dir == run / "07_plots" and (run / "07_plots" / "outputs.json").is_file()
+    assert "this run's results: ['ita']" in result.notes[0]
+    assert any(n.startswith("spa: this run's results not shown (stage 06_eval has not run") for n in result.notes)
+    assert {"ita_progression", "por_leaderboard", "nesso_comparison", "averages"} <= set(result.tables)
+    html = result.tables["ita_progression"].to_html()
+    assert "this run · step-100" in html and "this run · step-200" in html
+    assert "this run · step-100" not in result.tables["spa_progression"].to_html()
+    assert all(png.is_file() for _, png in result.extra["figures"])
+
+
 def test_learning_check_on_real_output_and_on_synthetic_frames(evaluated):
     check = json.loads((evaluated["out"] / "learning_check.json").read_text())
     assert set(check) == {"learning", "accuracy", "bits_per_byte", "summary"}
@@ -252,7 +273,7 @@ def test_partial_failure_keeps_finished_results_and_a_rerun_skips_them(evaluated
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", broken)
     with pytest.raises(ZagreusError, match=r"evaluation failed for step-200 .*out of memory.*kept \(step-100, sft\)"):
-        E.run(evaluated["spec"], run_dir, run_dir / "06_eval", limit=LIMIT, log=lambda m: None)
+        E.run_eval(evaluated["spec"], run_dir, run_dir / "06_eval", limit=LIMIT, log=lambda m: None)
     assert [Path(c).name for c in calls] == ["step-200"]  # the copied models were up to date
     res = E.load_results(run_dir / "06_eval" / "results.csv")
     assert set(res["row_label"]) == {"step-100", "sft"}
@@ -263,13 +284,13 @@ def test_partial_failure_keeps_finished_results_and_a_rerun_skips_them(evaluated
 
     calls.clear()
     monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
-    E.run(evaluated["spec"], run_dir, run_dir / "06_eval", limit=LIMIT, log=lambda m: None)
+    E.run_eval(evaluated["spec"], run_dir, run_dir / "06_eval", limit=LIMIT, log=lambda m: None)
     assert [Path(c).name for c in calls] == ["step-200"]
     assert set(E.load_results(run_dir / "06_eval" / "results.csv")["row_label"]) == {"step-100", "step-200", "sft"}
     # a changed checkpoint is evaluated again, not served from the old results
     calls.clear()
     (run_dir / "04_conversion" / "hf" / "step-100" / "generation_config.json").write_text("{}\n")
-    E.run(evaluated["spec"], run_dir, run_dir / "06_eval", limit=LIMIT, log=lambda m: None)
+    E.run_eval(evaluated["spec"], run_dir, run_dir / "06_eval", limit=LIMIT, log=lambda m: None)
     assert [Path(c).name for c in calls] == ["step-100"]
 
 
@@ -361,7 +382,7 @@ def test_slurm_array_script_is_shell_safe_with_one_task_per_model(evaluated, tmp
     assert argv == ["-m", "zagreus_utils.stages.evaluation", "array-task", "--plan",
                     str(Path(plan.out_dir) / "slurm" / "plan.json"), "--index", "2"]
     assert not (tmp_path / "canary").exists() and not Path("canary").exists()
-    plan_back = E.Plan.from_json(json.loads((Path(plan.out_dir) / "slurm" / "plan.json").read_text()))
+    plan_back = E.EvalPlan.from_json(json.loads((Path(plan.out_dir) / "slurm" / "plan.json").read_text()))
     assert [m.name for m in plan_back.models] == ["step-100", "step-200", "sft"] and plan_back.limit == LIMIT
     _, bad = _plan(evaluated, tmp_path / "bad", {"slurm.account": "acct\n#SBATCH --uid=0"})
     with pytest.raises(ZagreusError, match="line break"):
@@ -369,14 +390,14 @@ def test_slurm_array_script_is_shell_safe_with_one_task_per_model(evaluated, tmp
     _, odd = _plan(evaluated, tmp_path / "odd", {"slurm.partition": "p;rm -rf /"})
     assert '#SBATCH --partition="p;rm -rf /"\n' in E.write_slurm(odd).read_text()  # sbatch's quoting, one token
     full = load_spec("ita", "full")
-    text = E.slurm_script(plan, Path("/p/plan.json"), spec=full)
+    text = E.slurm_script(plan, Path("/p/plan.json"), spec=full).text
     assert "#SBATCH --gres=gpu:1" in text and "#SBATCH --account=YOUR_ACCOUNT" in text and "OFFLINE" not in text
 
 
 def test_slurm_dry_run_submit_and_follow(evaluated, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     spec = evaluated["spec"]
-    dry = E.run(spec, evaluated["run_dir"], tmp_path / "out", launcher="slurm", dry_run=True, limit=LIMIT)
+    dry = E.run_eval(spec, evaluated["run_dir"], tmp_path / "out", launcher="slurm", dry_run=True, limit=LIMIT)
     assert dry["script"].startswith("#!/bin/bash") and dry["command"][:2] == ["sbatch", "--parsable"]
     assert Path(dry["script_path"]).is_file()
     _, plan = _plan(evaluated, tmp_path)
@@ -424,7 +445,7 @@ def test_slurm_array_runs_on_a_real_cluster(evaluated, tmp_path):
     if not _slurm_cluster():
         pytest.skip("no Slurm cluster answers here (start one with slurm/local-cluster/start.sh)")
     run_dir = _copy_run(evaluated, tmp_path / "run", keep_models=("step-100", "sft"))  # step-200 runs there
-    summary = E.run(evaluated["spec"], run_dir, run_dir / "06_eval", launcher="slurm", limit=LIMIT, poll_s=1,
+    summary = E.run_eval(evaluated["spec"], run_dir, run_dir / "06_eval", launcher="slurm", limit=LIMIT, poll_s=1,
                     timeout_s=300, log=lambda m: None)
     assert summary["failed"] == {} and set(summary["finished"]) == {"step-100", "step-200", "sft"}
     assert set(E.load_results(run_dir / "06_eval" / "results.csv")["row_label"]) == {"step-100", "step-200", "sft"}
@@ -458,3 +479,16 @@ def test_notebook_is_thin_stored_without_outputs_and_runs(evaluated, tmp_path):
     text = out.read_text()
     assert "the run" in text and "learning" in text
     assert (run_dir / "06_eval" / "results.csv").is_file()
+
+
+def test_array_task_with_an_unreadable_plan_is_one_clear_line(tmp_path):
+    import sys
+
+    bad = tmp_path / "plan.json"
+    bad.write_text("{not json")
+    for plan in (tmp_path / "missing.json", bad):
+        cp = subprocess.run([sys.executable, "-m", "zagreus_utils.stages.evaluation", "array-task", "--plan", str(plan),
+                             "--index", "0"], capture_output=True, text=True, cwd=paths.REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(paths.REPO_ROOT)] + sys.path)})
+        assert cp.returncode == 1 and "Traceback" not in cp.stderr, cp.stderr
+        assert cp.stderr.startswith(f"error: cannot read the eval plan {plan}") and "rerun it" in cp.stderr

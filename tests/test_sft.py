@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import sft_helpers  # noqa: E402
 
+from zagreus_utils.cluster import sbatch, slurm  # noqa: E402
 from zagreus_utils.stages import sft  # noqa: E402
 from zagreus_utils.pipeline.errors import ZagreusError  # noqa: E402
 from zagreus_utils.pipeline.spec import available, load_spec  # noqa: E402
@@ -145,8 +146,8 @@ def _bad_run(run_dir: Path, tmp_path: Path, rows: list | None = None, text: str 
     bad = tmp_path / "run"
     (bad / "01_data" / "raw" / "sft").mkdir(parents=True)
     (bad / "04_conversion" / "hf").mkdir(parents=True)
-    os.symlink(run_dir / sft.CONVERTED / "step-400", bad / sft.CONVERTED / "step-400")
-    data = bad / sft.SFT_DATA
+    os.symlink(sft.converted_dir(run_dir) / "step-400", sft.converted_dir(bad) / "step-400")
+    data = sft.sft_data_path(bad)
     data.write_text(text if text is not None else "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return bad
 
@@ -175,11 +176,11 @@ def test_bad_datasets_are_refused_with_file_and_line(run_dir, tmp_path, smoke_sp
 def test_base_model_without_tokenizer_is_refused(run_dir, tmp_path, smoke_spec):
     bad = tmp_path / "run"
     (bad / "01_data" / "raw" / "sft").mkdir(parents=True)
-    shutil.copy(run_dir / sft.SFT_DATA, bad / sft.SFT_DATA)
-    final = bad / sft.CONVERTED / "step-400"
+    shutil.copy(sft.sft_data_path(run_dir), sft.sft_data_path(bad))
+    final = sft.converted_dir(bad) / "step-400"
     final.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
-        shutil.copy(run_dir / sft.CONVERTED / "step-400" / name, final / name)
+        shutil.copy(sft.converted_dir(run_dir) / "step-400" / name, final / name)
     with pytest.raises(ZagreusError, match=r"has no tokenizer .*conversion"):
         sft.prepare(smoke_spec, bad, validate_config=False)
     with pytest.raises(ZagreusError, match="does not exist"):
@@ -244,10 +245,8 @@ def test_sbatch_is_shell_safe(tmp_path):
     # directives are read by sbatch, not a shell: quoted the way sbatch reads them, one per line
     assert '#SBATCH --account="a\'b; rm -rf /"\n' in script.text
     assert all(line.startswith("#SBATCH --") for line in script.header.splitlines())
-    path = sft.write_sbatch(script, tmp_path / "sft.sbatch")
+    path = sbatch.write(script, tmp_path / "sft.sbatch")
     assert path.read_text() == script.text
-    from zagreus_utils.cluster import slurm
-
     assert slurm.dry_run(path) == script.text  # bash -n accepts it
     with pytest.raises(ZagreusError, match="line break"):
         sft.render_sbatch(load_spec("ita", "full", {"slurm.account": "a\nsrun rm -rf /"}), "c.yaml")
@@ -298,8 +297,6 @@ def test_real_axolotl_sft_run_leaves_a_chat_model(run_dir, smoke_spec):
 
 @pytest.mark.slurm
 def test_sft_job_runs_on_a_real_slurm(run_dir, smoke_spec, tmp_path):
-    from zagreus_utils.cluster import slurm
-
     if not slurm.cluster_available():
         pytest.skip("no Slurm controller answers (start one with slurm/local-cluster/start.sh)")
     plan = sft.prepare(smoke_spec, run_dir, tmp_path / "05_sft", max_steps=2, validate_config=False)

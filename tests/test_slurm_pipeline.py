@@ -231,7 +231,7 @@ def test_full_profile_scripts_pass_sbatch_test_only_on_the_reports_shape(tmp_pat
     ev_plan = SimpleNamespace(language="ita", profile="full", overrides={},
                               models=[SimpleNamespace(name=f"m{i}", kind="base", step=i) for i in range(3)])
     ev = tmp_path / "eval.sbatch"
-    ev.write_text(evaluation.slurm_script(ev_plan, tmp_path / "plan.json", spec=spec))
+    ev.write_text(evaluation.slurm_script(ev_plan, tmp_path / "plan.json", spec=spec).text)
     scripts["eval"] = ev
     ex = executors.make_executor(spec, "slurm", [JsonlReader(str(tmp_path / "in"))], job_name="ita-tokenize",
                                  logging_dir=tmp_path / "dt", tasks=4)

@@ -83,7 +83,7 @@ def task_datasets(task: str) -> list[tuple[str, str | None]] | None:
 
 def items(profile: str, languages: list[str]) -> list[Item]:
     """Everything the profile reads at run time for these languages, deduplicated, in fetch order."""
-    from ..stages import evaluation
+    from ..stages.evaluation.tasks import suite_source
     from ..pipeline.spec import load_spec
 
     out: list[Item] = []
@@ -98,7 +98,7 @@ def items(profile: str, languages: list[str]) -> list[Item]:
                 it = source_item(source)
                 out.append(Item(it.kind, it.name, it.patterns, it.repo_type,
                                 f"stage 01 data, {spec.language.code} source {source.id}"))
-        if evaluation.suite_source(spec) != "lm-eval":
+        if suite_source(spec) != "lm-eval":
             continue  # the generated held-out tasks (smoke): nothing to fetch
         ev = spec.language.evaluation
         for t in ev.base + ev.instruct + ev.extra:

@@ -1,4 +1,11 @@
-"""The pretraining sbatch script, rendered from the spec, and the Slurm calls around it.
+"""The kit's one sbatch renderer (pretraining, SFT and eval jobs) and the Slurm calls around it.
+
+:func:`script` is the renderer every job uses: the ``#SBATCH`` request through
+:func:`zagreus_utils.cluster.slurm.sbatch_header` and the body from a Jinja template under ``slurm/``
+through :func:`zagreus_utils.cluster.slurm.render_body`; :func:`resources` reads a job's nodes, GPUs,
+CPUs and time from ``profile.slurm.<job>`` (the hardware section fills what is unset). The SFT
+(``zagreus_utils.stages.sft.slurm``) and eval (``zagreus_utils.stages.evaluation.slurm``) scripts
+are rendered by it; the pretraining script is :func:`render`:
 
 ``render`` writes the ``#SBATCH`` request (nodes, one task per node, GPUs per node, CPUs, time,
 account, partition) from ``profile.slurm.pretraining`` through :func:`zagreus_utils.cluster.slurm.sbatch_header`
@@ -32,25 +39,64 @@ DEFAULT_NCCL = (("NCCL_IB_DISABLE", "0"), ("NCCL_SOCKET_IFNAME", "ib0,eno,eth"))
 DEFAULT_MASTER_PORT = 29400
 
 
-def _count(key: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ZagreusError(f"slurm setting {key} must be a non-negative integer (got {value!r}); fix it in the profile")
+def count(key: str, value, minimum: int = 0) -> int:
+    """A count from the profile (nodes, GPUs, CPUs, a port), or a clear error naming its key."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        what = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+        raise ZagreusError(f"slurm setting {key} must be {what} (got {value!r}); fix it in the profile")
     return value
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job asks Slurm for (``profile.slurm.<job>``, defaults from ``profile.hardware``)."""
+
+    nodes: int
+    gpus_per_node: int
+    cpus_per_task: int | None
+    time: str
+
+
+def resources(spec, job: str, *, min_nodes: int = 0) -> Resources:
+    """The request of ``profile.slurm.<job>`` (``pretraining`` or ``sft``); unset nodes and GPUs per
+    node are the profile's hardware; a missing time limit is a clear error."""
+    p = spec.profile
+    req, hw = getattr(p.slurm, job), p.hardware
+    nodes = count(f"slurm.{job}.nodes", req.nodes if req.nodes is not None else hw.nodes, min_nodes)
+    gpus = count(f"slurm.{job}.gpus_per_node", req.gpus_per_node if req.gpus_per_node is not None else hw.gpus_per_node)
+    cpus = None if req.cpus_per_task is None else count(f"slurm.{job}.cpus_per_task", req.cpus_per_task, 1)
+    if not req.time:
+        raise ZagreusError(f"slurm.{job}.time is missing; set it in the profile (e.g. 12:00:00)")
+    return Resources(nodes, gpus, cpus, req.time)
 
 
 @dataclass
 class Rendered:
+    """One rendered sbatch script: its ``#SBATCH`` header, its body, and the job's shape."""
+
     header: str
     body: str
     nodes: int
     procs_per_node: int
     world_size: int
-    entry: str
+    entry: str = ""
+    gpus_per_node: int = 0
 
     @property
     def text(self) -> str:
         """The script as :func:`zagreus_utils.cluster.slurm.write_script` writes it."""
         return f"#!{SHELL}\n{self.header.rstrip()}\n\n{self.body.lstrip()}"
+
+
+def script(template: Path, directives: dict, *, nodes: int = 1, procs_per_node: int = 1, gpus_per_node: int = 0,
+           entry: str = "", **context) -> Rendered:
+    """The renderer of every job: ``directives`` (``#SBATCH`` options, in order) through
+    :func:`zagreus_utils.cluster.slurm.sbatch_header`, ``context`` into ``template`` through
+    :func:`zagreus_utils.cluster.slurm.render_body` (``{{ value | q }}`` shell-quotes)."""
+    body = slurm.render_body(template, nodes=nodes, procs_per_node=procs_per_node, gpus_per_node=gpus_per_node,
+                             entry=entry, **context)
+    return Rendered(slurm.sbatch_header(**directives), body, nodes, procs_per_node, nodes * procs_per_node, entry,
+                    gpus_per_node)
 
 
 def procs_per_node(spec) -> int:
@@ -62,8 +108,8 @@ def procs_per_node(spec) -> int:
         if req.procs_per_node not in (None, gpus):
             raise ZagreusError(f"slurm.pretraining.procs_per_node = {req.procs_per_node} but the job has {gpus} GPUs "
                                "per node: a GPU profile runs one process per GPU; leave procs_per_node unset")
-        return _count("slurm.pretraining.gpus_per_node", gpus)
-    procs = 1 if req.procs_per_node is None else _count("slurm.pretraining.procs_per_node", req.procs_per_node)
+        return count("slurm.pretraining.gpus_per_node", gpus)
+    procs = 1 if req.procs_per_node is None else count("slurm.pretraining.procs_per_node", req.procs_per_node)
     if procs < 1:
         raise ZagreusError("slurm.pretraining.procs_per_node must be at least 1")
     return procs
@@ -72,7 +118,7 @@ def procs_per_node(spec) -> int:
 def world_size(spec) -> int:
     """Ranks of the pretraining job: nodes x processes per node."""
     req, hw = spec.profile.slurm.pretraining, spec.profile.hardware
-    return _count("slurm.pretraining.nodes", req.nodes if req.nodes is not None else hw.nodes) * procs_per_node(spec)
+    return count("slurm.pretraining.nodes", req.nodes if req.nodes is not None else hw.nodes) * procs_per_node(spec)
 
 
 def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: str | Path = paths.REPO_ROOT,
@@ -89,28 +135,21 @@ def render(spec, config_path: str | Path, *, entry: str = "nanotron", workdir: s
     if entry not in ("nanotron", "local"):
         raise ZagreusError(f"unknown entry {entry!r}: use 'nanotron' (run_train.py) or 'local' (zagreus_utils.model.trainer)")
     p = spec.profile
-    req, hw = p.slurm.pretraining, p.hardware
-    nodes = _count("slurm.pretraining.nodes", req.nodes if req.nodes is not None else hw.nodes)
-    gpus = _count("slurm.pretraining.gpus_per_node", req.gpus_per_node if req.gpus_per_node is not None else hw.gpus_per_node)
-    cpus = None if req.cpus_per_task is None else _count("slurm.pretraining.cpus_per_task", req.cpus_per_task)
-    if not req.time:
-        raise ZagreusError("slurm.pretraining.time is missing; set it in the profile (e.g. 4-00:00:00)")
+    res = resources(spec, "pretraining")
     procs = procs_per_node(spec)
-    nccl_pairs = slurm.env_pairs(nccl)
-    header = slurm.sbatch_header(
-        job_name=job_name or f"zagreus-pt-{spec.language.code}", account=p.slurm.account,
-        partition=p.slurm.partition, nodes=nodes, ntasks_per_node=1, gres=f"gpu:{gpus}" if gpus else None,
-        cpus_per_task=cpus, time=req.time, output=output)
-    body = slurm.render_body(
+    return script(
         TEMPLATE,
-        profile=p.name, language=spec.language.code, nodes=nodes, gpus_per_node=gpus,
-        workdir=str(workdir), modules=[str(m) for m in modules or ()],
+        dict(job_name=job_name or f"zagreus-pt-{spec.language.code}", account=p.slurm.account,
+             partition=p.slurm.partition, nodes=res.nodes, ntasks_per_node=1,
+             gres=f"gpu:{res.gpus_per_node}" if res.gpus_per_node else None, cpus_per_task=res.cpus_per_task,
+             time=res.time, output=output),
+        nodes=res.nodes, procs_per_node=procs, gpus_per_node=res.gpus_per_node, entry=entry,
+        profile=p.name, language=spec.language.code, workdir=str(workdir), modules=[str(m) for m in modules or ()],
         venv=venv, venv_activate=str(Path(venv) / "bin" / "activate") if venv else "", hf_home=hf_home,
-        omp_threads=max((cpus or procs) // procs, 1), nccl=nccl_pairs,
-        procs_per_node=procs, world_size=nodes * procs, master_port=_count("master_port", master_port),
-        train_env=(train_env or p.slurm.train_env) if entry == "nanotron" else "", cpus_per_task=cpus or 1,
-        entry=entry, config=str(config_path), extra_args=[str(a) for a in extra_args])
-    return Rendered(header, body, nodes, procs, nodes * procs, entry)
+        omp_threads=max((res.cpus_per_task or procs) // procs, 1), nccl=slurm.env_pairs(nccl),
+        world_size=res.nodes * procs, master_port=count("master_port", master_port),
+        train_env=(train_env or p.slurm.train_env) if entry == "nanotron" else "", cpus_per_task=res.cpus_per_task or 1,
+        config=str(config_path), extra_args=[str(a) for a in extra_args])
 
 
 def write(rendered: Rendered, path: str | Path) -> Path:

@@ -74,6 +74,12 @@ def discover(folder: Path | None = None) -> list[Stage]:
     return list(_discover(folder, signature))
 
 
+def folder_name(key: str) -> str:
+    """The folder name of stage ``key`` (``"conversion"`` -> ``"04_conversion"``), from the notebooks."""
+    (stage,) = select([key])
+    return stage.name
+
+
 def select(keys: list[str] | None, folder: Path | None = None) -> list[Stage]:
     """The stages named by key (``data``), name (``01_data``) or number (``1``), in pipeline order."""
     stages = discover(folder)

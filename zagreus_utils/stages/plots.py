@@ -1,33 +1,36 @@
-"""The report's figures, regenerated from the transcribed tables (and this run's results).
+"""Stage 07 plots: the report's figures, regenerated from the transcribed tables (and this run's results).
 
-Every function takes the tidy frame of ``published.load()`` (this run's results come in the same
-format with ``source == "this run"``) and returns a matplotlib ``Figure`` built without pyplot,
-so nothing here picks a backend. ``build_all`` writes every figure and styled table of a set of
-languages plus an ``outputs.json`` index that the HTML report embeds from.
+Every figure function takes the tidy frame of ``published.load()`` (this run's results come in the
+same format with ``source == "this run"``) and returns a matplotlib ``Figure`` built without pyplot,
+so nothing here picks a backend (the shared drawing helpers are in ``zagreus_utils.results.figures``).
+``build_all`` writes every figure and styled table of a set of languages plus an ``outputs.json``
+index that the HTML report embeds from; ``run(ctx)`` is the stage the notebook ``07_plots`` calls.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
-import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
+from ..pipeline.context import StageContext, StageResult
 from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
 from ..pipeline.spec import language_names
 from ..results import published, tables
 from ..results.benchmarks import (CHANCE, CHOICES, DISPLAY, FAMILY_COLORS, FAMILY_MARKERS,  # noqa: F401 (re-exported)
                                   SERIES_COLORS, benchmark_family, chance_label, chance_level)
+from ..results.figures import (MISSING_DY, MISSING_Y0, average_columns, clean, grouped_barh, missing_label,
+                               missing_room, new_figure, present, published_rows, run_only, score_rows,
+                               section_number, step_axis, table_rows, value_label_axis, value_limits, wide_table)
+
+
 
 def _chance_or_none(task) -> float | None:
     try:
@@ -40,44 +43,14 @@ def _chance_or_none(task) -> float | None:
 # Selecting tidy rows
 
 
-def _present(value) -> bool:
-    """Not blank: the tidy frame writes missing text as "" (published.load) or NaN (others)."""
-    return value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value)) \
-        and str(value).strip() != ""
-
-
-def _rows(df: pd.DataFrame, table_id: str) -> pd.DataFrame:
-    rows = df[df["table_id"] == table_id]
-    if rows.empty:
-        known = sorted(df["table_id"].dropna().unique()) if "table_id" in df.columns else []
-        raise ZagreusError(f"table {table_id!r} is not in the results frame (tables there: {known})")
-    return rows
-
-
-def _published(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["source"] == "published"] if "source" in df.columns else df
-
-
-def _run_only(df: pd.DataFrame | None) -> pd.DataFrame | None:
-    if df is None or len(df) == 0:
-        return None
-    if "source" in df.columns:
-        df = df[df["source"] != "published"]
-    return df if len(df) else None
-
-
-def _wide(rows: pd.DataFrame) -> pd.DataFrame:
-    return tables.pivot_rows(rows)
-
-
 def _series(rows: pd.DataFrame) -> list[dict]:
     """One entry per (non-average) task of a progression table, in printed column order."""
     rows = rows[~rows["is_average"].astype(bool)]
-    rows = rows[rows["task"].map(_present)]
+    rows = rows[rows["task"].map(present)]
     out = []
     order = rows.groupby(["task", "metric"], dropna=False, sort=False)["col_order"].min().sort_values(kind="stable")
     for (task, metric) in order.index:
-        sel = rows[(rows["task"] == task) & ((rows["metric"] == metric) if _present(metric) else ~rows["metric"].map(_present))]
+        sel = rows[(rows["task"] == task) & ((rows["metric"] == metric) if present(metric) else ~rows["metric"].map(present))]
         sel = sel[sel["checkpoint_step"].notna()]
         sel = sel.assign(step=sel["checkpoint_step"].astype("float64")).sort_values("step")
         sel = sel.groupby("step", as_index=False).first()
@@ -85,7 +58,7 @@ def _series(rows: pd.DataFrame) -> list[dict]:
         shots = sel["n_shot"].dropna() if "n_shot" in sel else pd.Series(dtype="float64")
         out.append({
             "task": str(task),
-            "metric": str(metric) if _present(metric) else None,
+            "metric": str(metric) if present(metric) else None,
             "family": family,
             "n_shot": int(shots.iloc[0]) if len(shots) else None,
             "column": str(sel["column"].iloc[0]) if len(sel) else str(task),
@@ -108,62 +81,13 @@ def _series_label(s: dict) -> str:
 def _model_name(rows: pd.DataFrame, language: str) -> str:
     """The report's name for the model: its table heading (``Zagreus-0.4B-ita-base``), else the
     model column, else ``Zagreus-0.4B-<lang>``."""
-    titles = [str(t) for t in rows.get("table_title", []) if _present(t)]
+    titles = [str(t) for t in rows.get("table_title", []) if present(t)]
     if titles and titles[0].lower().startswith("zagreus"):
         return re.sub(r"\s*\(.*\)\s*$", "", titles[0])
-    models = [str(m) for m in rows.get("model", []) if _present(m)]
+    models = [str(m) for m in rows.get("model", []) if present(m)]
     if len(set(models)) == 1:
         return models[0]
     return f"Zagreus-0.4B-{language}"
-
-
-def _value_limits(values: list[float], chance: list[float], bottom_room: float = 0.0) -> tuple[float, float]:
-    """y-limits holding every value and chance level with a margin; ``bottom_room`` (a fraction of
-    the axes height) is kept free of data at the bottom for the not-reported markers."""
-    finite = [float(v) for v in list(values) + list(chance) if v is not None and not pd.isna(v)]
-    if not finite:
-        return 0.0, 1.0
-    lo, hi = min(finite), max(finite)
-    pad = max(0.015, 0.08 * (hi - lo))
-    top = hi + pad
-    bottom = lo - pad
-    if bottom_room > 0:
-        # the lowest value sits at ``bottom_room`` (+ a little) of the axes height
-        f = bottom_room + 0.04
-        bottom = min(bottom, (lo - f * top) / (1 - f))
-    return bottom, top
-
-
-def _step_axis(ax, steps) -> float:
-    """Format the x axis for training steps; returns the divisor applied to the steps."""
-    steps = [s for s in steps if s is not None and not math.isnan(s)]
-    thousands = bool(steps) and max(steps) >= 1000
-    scale = 1000.0 if thousands else 1.0
-    if thousands:
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}k"))
-        ax.set_xlabel("training step (k = thousand steps)")
-    else:
-        ax.set_xlabel("training step")
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10], integer=not thousands,
-                                           min_n_ticks=3))
-    return scale
-
-
-_MISSING_Y0, _MISSING_DY = 0.035, 0.04  # axes fractions of the not-reported crosses
-
-
-def _missing_room(series: list[dict]) -> float:
-    if not any(pd.isna(s["values"]).any() for s in series):
-        return 0.0
-    return _MISSING_Y0 + _MISSING_DY * (len(series) - 1) + 0.03
-
-
-def _missing_label(notes: list[tuple[str, str]]) -> str:
-    """"HellaSwag, ARC at 205k" from [("HellaSwag", "205k"), ("ARC", "205k")]."""
-    by_steps: dict[str, list[str]] = {}
-    for name, steps in notes:
-        by_steps.setdefault(steps, []).append(name)
-    return "; ".join(f"{', '.join(names)} at {steps}" for steps, names in by_steps.items())
 
 
 def _draw_progression(ax, series: list[dict], scale: float, ylim: tuple[float, float]) -> list:
@@ -182,7 +106,7 @@ def _draw_progression(ax, series: list[dict], scale: float, ylim: tuple[float, f
         missing = x[~ok]
         if len(missing):
             # Stacked per series so crosses of different benchmarks stay distinguishable.
-            ys = [_MISSING_Y0 + _MISSING_DY * i] * len(missing)
+            ys = [MISSING_Y0 + MISSING_DY * i] * len(missing)
             mk, = ax.plot(missing, ys, linestyle="none", marker="x", ms=8, mew=2, color=color,
                           transform=bottom_edge, clip_on=False, label="_nolegend_")
             mk.set_gid(f"missing:{s['task']}")
@@ -194,7 +118,7 @@ def _draw_progression(ax, series: list[dict], scale: float, ylim: tuple[float, f
             missing_x[float(x)] = max(missing_x.get(float(x), 0), i)
     for x, top in missing_x.items():
         ax.axvline(x, color="#bbbbbb", lw=0.8, ls=":", zorder=0)
-        ax.annotate("not reported", (x, _MISSING_Y0 + _MISSING_DY * top), xycoords=bottom_edge,
+        ax.annotate("not reported", (x, MISSING_Y0 + MISSING_DY * top), xycoords=bottom_edge,
                     xytext=(7, 0), textcoords="offset points", va="center", ha="left", fontsize=8,
                     color="#555555", gid="missing-label")
     ax.set_ylim(*ylim)
@@ -234,10 +158,10 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
     shows this run's checkpoints on their own step scale, with the same y range.
     """
     table_id = f"{language}_progression"
-    rows = _rows(_published(df), table_id)
+    rows = table_rows(published_rows(df), table_id)
     series = _series(rows)
     run_series: list[dict] = []
-    run = _run_only(run_df)
+    run = run_only(run_df)
     if run is not None:
         sel = run[run["table_id"] == table_id] if "table_id" in run.columns else run.iloc[0:0]
         if sel.empty and "language" in run.columns:
@@ -246,14 +170,14 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
 
     all_values = [v for s in series + run_series for v in s["values"]]
     chances = [c for c in (_chance_or_none(s["task"]) for s in series + run_series) if c is not None]
-    room = max(_missing_room(series), _missing_room(run_series))
-    ylim = _value_limits(all_values, chances, bottom_room=room)
+    room = max(missing_room(series), missing_room(run_series))
+    ylim = value_limits(all_values, chances, bottom_room=room)
 
     two = bool(run_series)
-    fig = _figure((13.5 if two else 10, 5.2))
+    fig = new_figure((13.5 if two else 10, 5.2))
     axes = fig.subplots(1, 2, sharey=True) if two else [fig.subplots()]
     ax = axes[0]
-    scale = _step_axis(ax, [v for s in series for v in s["steps"]])
+    scale = step_axis(ax, [v for s in series for v in s["steps"]])
     notes = _draw_progression(ax, series, scale, ylim)
     chance_handles = _draw_chance(ax, series)
     ax.set_title("published (tech report, section 6)", fontsize=10)
@@ -266,7 +190,7 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
 
     if two:
         rax = axes[1]
-        rscale = _step_axis(rax, [v for s in run_series for v in s["steps"]])
+        rscale = step_axis(rax, [v for s in run_series for v in s["steps"]])
         run_notes = _draw_progression(rax, run_series, rscale, ylim)
         run_chance = _draw_chance(rax, run_series)
         rax.set_title("this run", fontsize=10)
@@ -286,9 +210,9 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
     if notes or run_notes:
         text = []
         if notes:
-            text.append(_missing_label(notes))
+            text.append(missing_label(notes))
         if run_notes:
-            text.append("this run: " + _missing_label(run_notes))
+            text.append("this run: " + missing_label(run_notes))
         handles.append(Line2D([], [], ls="none", marker="x", ms=8, mew=2, color="#555555"))
         labels.append("not reported (“—”, crosses on the bottom edge): " + "; ".join(text))
 
@@ -300,127 +224,55 @@ def progression_figure(df: pd.DataFrame, language: str, run_df: pd.DataFrame | N
     return fig
 
 
-def _figure(size: tuple[float, float]) -> Figure:
-    """A figure whose layout engine keeps titles, legends and labels inside it and apart."""
-    fig = Figure(figsize=size, layout="constrained")
-    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)
-    return fig
-
-
-def _value_label_axis(ax, max_value: float):
-    ax.set_xlim(0, max_value * 1.18 if max_value > 0 else 1)
-    ax.grid(True, axis="x", color="#e5e5e5", lw=0.8)
-    ax.set_axisbelow(True)
-    ax.spines[["top", "right"]].set_visible(False)
-
-
-def _grouped_barh(ax, wide: pd.DataFrame, colors: list[str], average_columns: set[str], hatch_rows=()) -> None:
-    """Horizontal grouped bars: one group per column (top to bottom), one bar per row of ``wide``."""
-    n_rows = len(wide.index)
-    height = 0.8 / max(n_rows, 1)
-    positions = {}
-    for g, column in enumerate(wide.columns):
-        for r, label in enumerate(wide.index):
-            positions[(column, label)] = g + (r - (n_rows - 1) / 2) * height
-    for r, label in enumerate(wide.index):
-        ys, xs, missing = [], [], []
-        for column in wide.columns:
-            value = wide.loc[label, column]
-            (missing if pd.isna(value) else ys).append(positions[(column, label)])
-            if not pd.isna(value):
-                xs.append(float(value))
-        container = ax.barh(ys, xs, height=height * 0.92, color=colors[r % len(colors)],
-                            label=str(label), edgecolor="white", linewidth=0.5,
-                            hatch="//" if label in hatch_rows else None)
-        for text in ax.bar_label(container, fmt="%.4f", padding=2, fontsize=8, zorder=5):
-            # a white backing keeps the number readable where a chance line crosses it
-            text.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6})
-        for y in missing:
-            ax.text(0.002, y, "not reported", va="center", ha="left", fontsize=7.5, color="#777777",
-                    style="italic", gid="missing")
-    ax.set_yticks(range(len(wide.columns)))
-    ax.set_yticklabels([str(c) for c in wide.columns])
-    for tick, column in zip(ax.get_yticklabels(), wide.columns):
-        if column in average_columns:
-            tick.set_fontweight("bold")
-    for g, column in enumerate(wide.columns):
-        if column in average_columns:
-            ax.axhspan(g - 0.45, g + 0.45, color="#f4f4f4", zorder=0)
-    ax.set_ylim(len(wide.columns) - 0.5, -0.5)
-
-
-def _clean(text) -> str:
-    return str(text).replace("**", "").strip()
-
-
-def _average_columns(rows: pd.DataFrame) -> set[str]:
-    return set(rows.loc[rows["is_average"].astype(bool), "column"].astype(str))
-
-
-def _score_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Cells holding a score or a printed average (not the leaderboard's ``Rank``)."""
-    is_rank = tables.is_rank
-
-    rank = rows.apply(is_rank, axis=1) if len(rows) else pd.Series(dtype=bool)
-    keep = rows["is_average"].astype(bool) | (rows["task"].map(_present) & ~rank)
-    return rows[keep]
-
-
 def leaderboard_figure(df: pd.DataFrame) -> Figure:
     """The Portuguese leaderboard (lm-evaluation-harness-pt): models side by side on every task."""
-    rows = _score_rows(_rows(_published(df), "por_leaderboard"))
+    rows = score_rows(table_rows(published_rows(df), "por_leaderboard"))
     n_tasks = rows.loc[~rows["is_average"].astype(bool), "column"].nunique()
     names = {}
     for column, sel in rows.groupby("column", sort=False):
         first = sel.iloc[0]
         if bool(first["is_average"]):
-            names[column] = f"{_clean(column)}\n(average of {n_tasks})"
+            names[column] = f"{clean(column)}\n(average of {n_tasks})"
         else:
-            detail = " · ".join(str(v) for v in (first["task"], first["metric"]) if _present(v))
-            names[column] = f"{_clean(column)}\n{detail}" if detail else _clean(column)
-    averages = {names[c] for c in _average_columns(rows)}
-    wide = _wide(rows)
-    wide.index = [_clean(i) for i in wide.index]
+            detail = " · ".join(str(v) for v in (first["task"], first["metric"]) if present(v))
+            names[column] = f"{clean(column)}\n{detail}" if detail else clean(column)
+    averages = {names[c] for c in average_columns(rows)}
+    wide = wide_table(rows)
+    wide.index = [clean(i) for i in wide.index]
     wide.columns = [names[c] for c in wide.columns]
-    fig = _figure((10, 10.5))
+    fig = new_figure((10, 10.5))
     ax = fig.subplots()
-    _grouped_barh(ax, wide, ["#0072B2", "#56B4E9", "#E69F00"], averages)
-    _value_label_axis(ax, float(wide.max().max()))
+    grouped_barh(ax, wide, ["#0072B2", "#56B4E9", "#E69F00"], averages)
+    value_label_axis(ax, float(wide.max().max()))
     ax.set_xlabel("score (each task's leaderboard metric: accuracy, F1-macro or Pearson; higher is better)")
     info = rows.iloc[0]
     fig.suptitle(f"Portuguese leaderboard (lm-evaluation-harness-pt): {' vs '.join(wide.index)}", fontsize=12)
-    ax.set_title(f"{_clean(info['table_title'])} table, tech report section {_section_number(info['section'])}; "
+    ax.set_title(f"{clean(info['table_title'])} table, tech report section {section_number(info['section'])}; "
                  f"shaded group = the printed average over the {n_tasks} tasks", fontsize=9.5)
     fig.legend(loc="outside lower center", ncols=len(wide.index), fontsize=10, frameon=False)
     return fig
 
 
-def _section_number(section) -> str:
-    text = str(section).strip()
-    m = re.match(r"^(\d+)\.", text)
-    return m.group(1) if m else text
-
-
 def nesso_figure(df: pd.DataFrame) -> Figure:
     """Post-trained comparison (section 7): English and Italian panels, Open-Nesso in the Italian one."""
-    pub = _published(df)
-    rows = _score_rows(_rows(pub, "nesso_comparison"))
-    wide = _wide(rows)
-    open_rows = _score_rows(pub[pub["table_id"] == "open_nesso"])
+    pub = published_rows(df)
+    rows = score_rows(table_rows(pub, "nesso_comparison"))
+    wide = wide_table(rows)
+    open_rows = score_rows(pub[pub["table_id"] == "open_nesso"])
     column_info = rows.drop_duplicates("column").set_index("column")
     overall = [c for c in wide.columns
-               if bool(column_info.loc[c, "is_average"]) and not _present(column_info.loc[c, "language"])]
+               if bool(column_info.loc[c, "is_average"]) and not present(column_info.loc[c, "language"])]
 
     def family_of(column: str, table_rows: pd.DataFrame) -> str:
         sel = table_rows[table_rows["column"] == column]
         if len(sel) and bool(sel["is_average"].iloc[0]):
             return "average"
-        task = [t for t in sel["task"] if _present(t)]
+        task = [t for t in sel["task"] if present(t)]
         fam = benchmark_family(task[0]) if task else benchmark_family(column)
         return fam if fam in DISPLAY else benchmark_family(column)
 
-    models = [_clean(m) for m in wide.index]
-    fig = _figure((15, 8.5))
+    models = [clean(m) for m in wide.index]
+    fig = new_figure((15, 8.5))
     axes = fig.subplots(1, 2)
     colors = ["#E69F00", "#0072B2", "#56B4E9", "#999999", "#009E73"]
     max_value = float(wide.max().max())
@@ -429,23 +281,23 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
         families = [family_of(c, rows) for c in columns]
         panel = wide[columns].copy()
         panel.index = models
-        panel.columns = [f"{DISPLAY['average']}\n({_clean(c)})" if f == "average" else DISPLAY.get(f, _clean(c))
+        panel.columns = [f"{DISPLAY['average']}\n({clean(c)})" if f == "average" else DISPLAY.get(f, clean(c))
                          for f, c in zip(families, columns)]
         hatch = ()
         if lang == "ita" and len(open_rows):
-            open_wide = _wide(open_rows)
+            open_wide = wide_table(open_rows)
             for label in open_wide.index:
                 entry = {}
                 for column in open_wide.columns:
                     fam = family_of(column, open_rows)
-                    key = next((c for c in panel.columns if c.split("\n")[0] == DISPLAY.get(fam, _clean(column))),
-                               _clean(column))
+                    key = next((c for c in panel.columns if c.split("\n")[0] == DISPLAY.get(fam, clean(column))),
+                               clean(column))
                     entry[key] = open_wide.loc[label, column]
-                name = f"{_clean(label)} (Open-Nesso)"
+                name = f"{clean(label)} (Open-Nesso)"
                 panel.loc[name] = pd.Series(entry).reindex(panel.columns)
                 hatch = (name,)
                 max_value = max(max_value, float(open_wide.max().max()))
-        _grouped_barh(ax, panel, colors, {c for c in panel.columns if c.startswith(DISPLAY["average"])},
+        grouped_barh(ax, panel, colors, {c for c in panel.columns if c.startswith(DISPLAY["average"])},
                       hatch_rows=hatch)
         # Chance level per benchmark group: a dashed segment spanning that group's bars.
         for g, column in enumerate(panel.columns):
@@ -456,7 +308,7 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("score (IFEval: prompt-level strict accuracy; others: accuracy)")
     for ax in axes:
-        _value_label_axis(ax, max_value)
+        value_label_axis(ax, max_value)
 
     handles, labels = axes[1].get_legend_handles_labels()
     handles.append(Line2D([], [], ls="--", color="#555555"))
@@ -466,7 +318,7 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
     note = []
     if overall:
         totals = " · ".join(f"{m} {wide.iloc[i][overall[0]]:.4f}" for i, m in enumerate(models))
-        note.append(f"{_clean(overall[0])} (printed overall average, EN+IT): {totals}")
+        note.append(f"{clean(overall[0])} (printed overall average, EN+IT): {totals}")
     if len(open_rows):
         note.append("Open-Nesso (hatched; its own table) has no IFEval result: "
                     "its average is over the three other Italian tasks")
@@ -563,11 +415,11 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
         caption = (f"Accuracy per benchmark against training step, from {info['caption']}. "
                    "Dashed: chance level; crosses on the bottom edge: not reported."
                    + (" Right panel: this run's checkpoints, on their own step scale." if with_run else ""))
-        title = f"{_model_name(_rows(df, table_id), lang)}: {language_names()[lang]} checkpoint progression"
+        title = f"{_model_name(table_rows(df, table_id), lang)}: {language_names()[lang]} checkpoint progression"
         add(f"zagreus-{lang}", fig, title, caption, [table_id])
     if "por" in languages:
         info = tables.provenance(df, "por_leaderboard")
-        models = ", ".join(_clean(m) for m in _wide(_score_rows(_rows(df, "por_leaderboard"))).index)
+        models = ", ".join(clean(m) for m in wide_table(score_rows(table_rows(df, "por_leaderboard"))).index)
         add("por-garcia", leaderboard_figure(df), "Portuguese leaderboard (lm-evaluation-harness-pt)",
             f"{models} on the leaderboard's tasks and their average, from {info['caption']}.",
             ["por_leaderboard"])
@@ -579,3 +431,37 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
 
     out.write(prune=True)  # files of an earlier build (other languages) do not linger
     return out.index
+
+
+def _run_results(ctx: StageContext) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """This run's eval results per report language, where its eval stage finished (else a note)."""
+    found, notes = {}, []
+    for lang in ctx.languages:
+        if lang not in PLOT_LANGUAGES:
+            notes.append(f"{lang}: not in the report's tables")
+            continue
+        try:
+            folder = ctx.upstream("eval", lang)
+        except ZagreusError as exc:
+            notes.append(f"{lang}: this run's results not shown ({exc})")
+            continue
+        found[lang] = published.load(folder / "results.csv")
+    return found, notes
+
+
+def run(ctx: StageContext) -> StageResult:
+    """The stage: every table and figure of the report's four languages, with this run's results
+    (the languages whose eval stage finished) beside the published ones, and the averages check."""
+    df = published.load()
+    run_results, notes = _run_results(ctx)
+    index = build_all(ctx.out_dir, PLOT_LANGUAGES, run_results=run_results or None, published_df=df)
+    run = run_frame(run_results)
+    result = StageResult(ctx.out_dir, ctx.launcher, summary=index)
+    result.notes += [f"published cells: {len(df)}; this run's results: {sorted(run_results) or 'none yet'}", *notes,
+                     f"wrote {len(index['figures'])} figures and {len(index['tables'])} tables to {ctx.out_dir}"]
+    for table in index["tables"]:
+        result.tables[table["id"]] = tables.styled_table(df, table["id"], run)
+    result.tables["averages"] = tables.averages_styled(df, [t["id"] for t in index["tables"]])
+    result.extra["titles"] = {t["id"]: t["title"] for t in index["tables"]}
+    result.extra["figures"] = [(f"{f['title']}\n\n{f['caption']}", ctx.out_dir / f["png"]) for f in index["figures"]]
+    return result
