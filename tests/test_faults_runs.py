@@ -335,11 +335,11 @@ def test_readme_commands_work(tmp_path, monkeypatch):
 # --- finding 3 at the runner: a result set aside is named in the run's output ----------------
 
 MOVE_BODY = """from pathlib import Path
-from zagreus_utils.model import trainer
+from zagreus_utils.model import checkpoints
 out = Path(out_dir)
 old = out / "checkpoints"
 if old.is_dir():  # an earlier run's result: set aside as the trainer does, never deleted
-    trainer.move_aside([old], out, "abc123", "trained on other settings (learning_rate)")
+    checkpoints.move_aside([old], out, "abc123", "trained on other settings (learning_rate)")
 old.mkdir()
 (old / "weights.bin").write_text(str(len(list(out.glob("previous/*")))))
 """

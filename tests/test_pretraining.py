@@ -24,6 +24,7 @@ from zagreus_utils.nanotron import config as ncfg
 from zagreus_utils.nanotron import logs as nanotron_logs
 from zagreus_utils.pipeline import paths
 from zagreus_utils.model import planning, preflight
+from zagreus_utils.model.arch import LlamaArch
 from zagreus_utils.stages import pretraining
 from zagreus_utils.cluster import sbatch
 from zagreus_utils.pipeline.errors import ZagreusError
@@ -311,12 +312,12 @@ def test_parameter_count_matches_the_model(tied, kv):
     cfg = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=kv, tie_word_embeddings=tied)
     model = LlamaForCausalLM(cfg)
-    counts = planning.parameter_counts(planning.Architecture.from_hf_config(cfg))
+    counts = planning.parameter_counts(LlamaArch.from_hf(cfg))
     assert counts["total"] == sum(p.numel() for p in model.parameters())
 
 
 def test_planning_numbers_for_the_report():
-    arch = planning.Architecture.from_spec(load_spec("ita", "full"))
+    arch = LlamaArch.from_spec(load_spec("ita", "full"))
     counts = planning.parameter_counts(arch)
     assert counts["total"] == 437_760_960 and counts["non_embedding"] == 314_635_200
     assert abs(counts["embedding_share"] - 0.2813) < 1e-3
@@ -386,16 +387,16 @@ def test_model_init_gqa_and_tied_embeddings():
     assert abs(float(model.model.embed_tokens.weight.std()) - std) < 0.1 * std
     assert abs(float(layer.mlp.down_proj.weight.std()) - std / math.sqrt(2 * m.num_hidden_layers)) < 0.15 * std
     assert float(layer.input_layernorm.weight.min()) == 1.0
-    assert sum(p.numel() for p in model.parameters()) == planning.parameter_counts(planning.Architecture.from_spec(spec))["total"]
+    assert sum(p.numel() for p in model.parameters()) == planning.parameter_counts(LlamaArch.from_spec(spec))["total"]
 
 
 def test_data_blend_follows_folder_sizes_and_is_deterministic(stage02):
-    from zagreus_utils.model import trainer
+    from zagreus_utils.model import token_data
 
     run_dir, vocab = stage02
     folders = [str(run_dir / "02_tokenization" / "tokenized" / s) for s in SOURCES]
-    a = trainer.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
-    b = trainer.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
+    a = token_data.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
+    b = token_data.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
     assert (a.dataset_index == b.dataset_index).all() and a.epochs > 1
     share = a.samples_per_source()
     for src, n in zip(SOURCES, a.lengths):

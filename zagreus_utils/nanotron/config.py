@@ -24,6 +24,7 @@ import yaml
 
 from ..pipeline import paths
 from ..pipeline.errors import ZagreusError
+from ..model.arch import LlamaArch, head_problems
 
 NANOTRON_DIR = paths.CONFIGS / "nanotron"
 CONFIG_NAME = "zagreus_350M_{language}.yaml"
@@ -187,34 +188,7 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
             "step": None,
         },
         "logging": dict(LOGGING),
-        "model": {
-            "ddp_bucket_cap_mb": DDP_BUCKET_CAP_MB,
-            "dtype": m.dtype,
-            "init_method": {"std": m.init_std},
-            "make_vocab_size_divisible_by": MAKE_VOCAB_SIZE_DIVISIBLE_BY,
-            "model_config": {
-                "bos_token_id": m.bos_token_id,
-                "eos_token_id": m.eos_token_id,
-                "hidden_act": m.hidden_act,
-                "hidden_size": m.hidden_size,
-                "initializer_range": m.initializer_range,
-                "intermediate_size": m.intermediate_size,
-                "is_llama_config": True,
-                "max_position_embeddings": m.max_position_embeddings,
-                "num_attention_heads": m.num_attention_heads,
-                "num_hidden_layers": m.num_hidden_layers,
-                "num_key_value_heads": m.num_key_value_heads,
-                "pad_token_id": None,
-                "pretraining_tp": 1,
-                "rms_norm_eps": m.rms_norm_eps,
-                "rope_interleaved": m.rope_interleaved,
-                "rope_scaling": None,
-                "rope_theta": m.rope_theta,
-                "tie_word_embeddings": m.tie_word_embeddings,
-                "use_cache": True,
-                "vocab_size": p.tokenizer.vocab_size,
-            },
-        },
+        "model": model_section(LlamaArch.from_spec(spec), m.dtype),
         "optimizer": {
             "accumulate_grad_in_fp32": ACCUMULATE_GRAD_IN_FP32,
             "clip_grad": t.clip_grad,
@@ -251,6 +225,17 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
             "train_steps": t.train_steps,
             "val_check_interval": t.checkpoint_interval,  # the report's value equals its checkpoint interval
         },
+    }
+
+
+def model_section(arch: LlamaArch, dtype: str) -> dict:
+    """nanotron's ``model`` section of one architecture (its ``model_config`` from :meth:`LlamaArch.to_nanotron`)."""
+    return {
+        "ddp_bucket_cap_mb": DDP_BUCKET_CAP_MB,
+        "dtype": dtype,
+        "init_method": {"std": arch.init_std},
+        "make_vocab_size_divisible_by": MAKE_VOCAB_SIZE_DIVISIBLE_BY,
+        "model_config": arch.to_nanotron(),
     }
 
 
@@ -461,10 +446,9 @@ def value_problems(config: dict) -> list[str]:
         need(nh % tp == 0, f"num_attention_heads ({nh}) must be divisible by tp ({tp})")
         need(nh >= nkv, f"num_attention_heads ({nh}) must be >= num_key_value_heads ({nkv})")
         need(nkv >= tp, f"num_key_value_heads ({nkv}) must be >= tp ({tp})")
-        need(nh % nkv == 0, f"num_attention_heads ({nh}) must be divisible by num_key_value_heads ({nkv})")
     h = mc.get("hidden_size")
-    if _is_int(h) and _is_int(nh):
-        need(h % nh == 0, f"hidden_size ({h}) must be divisible by num_attention_heads ({nh})")
+    if _is_int(h) and _is_int(nh) and _is_int(nkv) and nh > 0 and nkv > 0:
+        probs.extend(head_problems(h, nh, nkv))
     return probs
 
 

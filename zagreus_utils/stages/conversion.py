@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..convert import core as convert
+from ..model import checkpoints
 from ..pipeline import manifest, paths
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import Spec, load_spec
@@ -52,8 +53,6 @@ def final_model(run_dir: Path) -> Path:
 
 def _sources(spec: Spec, run_dir: Path) -> tuple[str, list[tuple[int, Path]]]:
     """(kind, [(step, checkpoint folder)]) of what this run's pretraining produced."""
-    from ..model import trainer
-
     pre = run_dir / "03_pretraining"
     if spec.profile.name == "full" or not (pre / "checkpoints").is_dir():
         config = next(iter(sorted(pre.glob("*.yaml"))), None)
@@ -71,12 +70,12 @@ def _sources(spec: Spec, run_dir: Path) -> tuple[str, list[tuple[int, Path]]]:
         if not steps:
             raise ZagreusError(f"{ckpt_root} holds no <step>/ checkpoint folders")
         return "nanotron", steps
-    ckpts = trainer.checkpoints(pre / "checkpoints")
+    ckpts = checkpoints.checkpoints(pre / "checkpoints")
     if not ckpts:
         raise ZagreusError(f"{pre / 'checkpoints'} holds no complete checkpoint; rerun pretraining: "
                            f"zagreus run --profile {spec.profile.name} --languages {spec.language.code} "
                            "--stages pretraining --force")
-    return "hf", [(trainer.step_of(c), c) for c in ckpts]
+    return "hf", [(checkpoints.step_of(c), c) for c in ckpts]
 
 
 def _tokens_seen(run_dir: Path) -> dict[int, int]:

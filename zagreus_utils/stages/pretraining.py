@@ -27,6 +27,7 @@ import pandas as pd
 from ..pipeline import manifest, paths
 from ..nanotron import config as ncfg, logs as nanotron_logs
 from ..model import planning, preflight
+from ..model.arch import LlamaArch
 from ..cluster import sbatch, slurm
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import load_spec
@@ -348,8 +349,8 @@ def curves(df: pd.DataFrame, title: str = ""):
 def planner(prep: Prepared, result=None) -> dict[str, pd.DataFrame]:
     """Parameters, FLOPs, memory, MFU and the plan, for the report's config and for this run."""
     full = load_spec(prep.language, "full")
-    full_arch = planning.Architecture.from_spec(full)
-    run_arch = planning.Architecture.from_spec(prep.spec)
+    full_arch = LlamaArch.from_spec(full)
+    run_arch = LlamaArch.from_spec(prep.spec)
     seq_full, seq_run = full.profile.training.sequence_length, prep.spec.profile.training.sequence_length
 
     arch_rows = []
