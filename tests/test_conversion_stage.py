@@ -74,7 +74,7 @@ def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_con
     tp=2 here, written by the project's exporter) become hf/step-N with the tokens they had seen."""
     import yaml
 
-    from zagreus_utils.convert import core as convert
+    from zagreus_utils import convert
 
     cluster = tmp_path / "cluster_checkpoints"
     for i, step in enumerate((1000, 2000)):

@@ -1,7 +1,7 @@
 """Stage 04: checkpoints between nanotron's layout and Hugging Face transformers.
 
 ``smoke``: every local pretraining checkpoint (a transformers folder) is exported to nanotron's
-layout and converted back, as the round-trip check of :mod:`zagreus_utils.convert.core`; the HF folders
+layout and converted back, as the round-trip check of :mod:`zagreus_utils.convert`; the HF folders
 under ``hf/step-<N>/`` (with the run's tokenizer and a model card) are what SFT and evaluation use.
 ``full``: the nanotron checkpoints written on the cluster (the rendered config's
 ``checkpoints_path``) are converted to HF folders the same way.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..convert import core as convert
+from .. import convert
 from ..model import checkpoints
 from ..pipeline import manifest, paths
 from ..pipeline.errors import ZagreusError
