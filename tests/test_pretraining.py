@@ -22,6 +22,7 @@ from pretraining_helpers import SOURCES, make_stage02, tiny_overrides
 
 from zagreus_utils.nanotron import config as ncfg
 from zagreus_utils.nanotron import logs as nanotron_logs
+from zagreus_utils.nanotron import report_config
 from zagreus_utils.pipeline import paths
 from zagreus_utils.model import planning, preflight
 from zagreus_utils.model.arch import LlamaArch
@@ -62,12 +63,12 @@ def test_committed_nanotron_configs_equal_the_renderer(lang):
 
 
 def test_ita_config_carries_every_report_value_except_documented_corrections(report_source):
-    report = ncfg.report_config(report_source)
+    report = report_config.report_config(report_source)
     rendered = ncfg.load(ncfg.committed_path("ita"))
-    rows = ncfg.corrections_table(rendered, report)
+    rows = report_config.corrections_table(rendered, report)
     assert not [r for r in rows if r["kind"] == "UNDOCUMENTED"], rows
-    documented = {c.key for c in ncfg.CORRECTIONS + ncfg.ADAPTATIONS}
-    diffs = {d["key"] for d in ncfg.differences(report.normalized, rendered)}
+    documented = {c.key for c in report_config.CORRECTIONS + report_config.ADAPTATIONS}
+    diffs = {d["key"] for d in report_config.differences(report.normalized, rendered)}
     assert diffs <= documented
     # the report's config, as printed, is invalid YAML and has checkpoint keys at the top level
     assert report.yaml_error and "mapping values are not allowed" in report.yaml_error
@@ -76,15 +77,15 @@ def test_ita_config_carries_every_report_value_except_documented_corrections(rep
     assert any("resume_checkpoint_path" in p and "checkpoints.resume_checkpoint_path" in p for p in problems)
     # ... and once corrected it validates
     assert ncfg.validate(report.normalized) == []
-    flat = ncfg.flatten(rendered)
+    flat = report_config.flatten(rendered)
     assert flat["optimizer.learning_rate_scheduler.learning_rate"] == 0.003
     assert flat["model.init_method.std"] == 0.03227 and flat["parallelism.dp"] == 64
 
 
 def test_language_configs_differ_only_in_their_paths():
-    base = ncfg.flatten(ncfg.load(ncfg.committed_path("ita")))
+    base = report_config.flatten(ncfg.load(ncfg.committed_path("ita")))
     for lang in LANGS[1:]:
-        other = ncfg.flatten(ncfg.load(ncfg.committed_path(lang)))
+        other = report_config.flatten(ncfg.load(ncfg.committed_path(lang)))
         diff = {k for k in base if base[k] != other.get(k)}
         assert diff <= {"checkpoints.checkpoints_path", "data_stages[0].data.dataset.dataset_folder"}, (lang, diff)
         assert all(f"/{lang}/" in f for f in other["data_stages[0].data.dataset.dataset_folder"])

@@ -3,9 +3,9 @@
 ``render(spec)`` builds the YAML that nanotron's ``run_train.py --config-file`` reads; for the
 ``full`` profile the results are committed as ``configs/nanotron/zagreus_350M_<lang>.yaml`` (a
 test checks they equal the renderer's output). For ``ita`` the rendered config carries every
-value of the report's config (section 4) except the documented :data:`CORRECTIONS` (where the
-report's config is wrong: invalid YAML, keys at a level nanotron rejects) and
-:data:`ADAPTATIONS` (where it names things that only exist on the report's cluster).
+value of the report's config (section 4) except the documented corrections and adaptations of
+:mod:`zagreus_utils.nanotron.report_config`. The model section comes from
+:class:`zagreus_utils.model.arch.LlamaArch` (:func:`model_section`).
 
 Validation is strict as nanotron is (dacite in strict mode: an unknown key is an error), against
 :mod:`zagreus_utils.nanotron.schema`, plus the cross-field assertions of nanotron's
