@@ -441,7 +441,7 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     return result
 
 
-def set_asideother_run(config: dict | str | Path, *, base: str | Path | None = None,
+def set_aside_other_run(config: dict | str | Path, *, base: str | Path | None = None,
                         force: bool = False) -> Path | None:
     """Before a multi-process (torchrun/Slurm) run, done once by the launching process so that the
     ranks never race over it: move an earlier run trained on other settings or inputs (any run,
