@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
+import yaml
 
 from ..pipeline.errors import ZagreusError
 from .names import NT_LM_HEAD, arch_from_model_config, nanotron_shapes, split_spec
@@ -129,8 +130,6 @@ class NanotronCheckpoint:
             return cfg
         yaml_file = self.folder / "config.yaml"
         if yaml_file.is_file():
-            import yaml
-
             data = yaml.safe_load(yaml_file.read_text()) or {}
             cfg = (data.get("model") or {}).get("model_config")
             if isinstance(cfg, dict):
@@ -143,8 +142,6 @@ class NanotronCheckpoint:
         path = self.folder / "config.yaml"
         if not path.is_file():
             return {}
-        import yaml
-
         try:
             return yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

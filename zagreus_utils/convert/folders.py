@@ -5,6 +5,7 @@ copied beside the weights."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -209,8 +210,6 @@ def folder_bytes(paths: Iterable[Path]) -> int:
 def release_memory() -> None:
     """Give freed heap back to the OS (glibc keeps many mid-sized tensor buffers otherwise)."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass

@@ -10,8 +10,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
+import yaml
 
 from ..model.arch import LlamaArch
+from ..nanotron import schema
 from ..pipeline.errors import ZagreusError
 from .checkpoint_io import (CHECKPOINT_VERSION, HFWeights, NanotronCheckpoint, param_folder, save_safetensors,
                             shard_file_name, shard_tensor)
@@ -35,10 +37,6 @@ def nanotron_yaml(model_config: dict, tp: int, dtype: torch.dtype, run: str, tok
 
 
 def validate_yaml(cfg: dict, where: Path) -> None:
-    try:
-        from ..nanotron import schema
-    except ImportError:  # written by another part of the kit; validate when it is there
-        return
     problems = schema.check_keys(cfg, schema.NANOTRON_SCHEMA, schema.REQUIRED)
     if problems:
         text = ", ".join(f"{p.kind} {schema.dotted(p.path + (p.key,))}" for p in problems)
@@ -98,8 +96,6 @@ def write_nanotron_folder(dst: Path, arch: LlamaArch, model_config: dict, tensor
     missing = [n for n in shapes if n not in seen]
     if missing:
         raise ZagreusError(f"parameters never given to the writer: {', '.join(missing[:5])}")
-
-    import yaml
 
     (dst / "model_config.json").write_text(json.dumps(model_config, indent=2) + "\n")
     cfg = nanotron_yaml(model_config, tp, dtype or torch.float32, run, tokenizer)

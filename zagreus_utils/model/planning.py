@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from ..nanotron.config import NanotronSchedule
 from .arch import LlamaArch
 
 #: dense bf16 peak TFLOP/s per GPU, for the GPUs a profile may name
@@ -197,8 +198,6 @@ def log_line_check(row: Mapping[str, Any], arch: LlamaArch, seq_len: int, *, dec
         out.append({"quantity": quantity, "logged": logged, "derived": derived, "ratio": ratio, "note": note})
 
     if config is not None and row.get("step") is not None:
-        from ..nanotron.config import NanotronSchedule
-
         add("train_steps", row.get("train_steps"), config["tokens"]["train_steps"], "the line's 'iteration: i / N' vs the config")
         add("learning rate at this step", row.get("lr"), NanotronSchedule.from_config(config).lr_at(int(row["step"])),
             "nanotron's warmup-stable-decay schedule of the config")

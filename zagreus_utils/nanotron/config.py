@@ -23,6 +23,7 @@ import yaml
 
 from ..pipeline import paths
 from ..pipeline.errors import ZagreusError
+from ..pipeline.spec import available, load_spec
 from ..model.arch import LlamaArch, head_problems
 from . import schema
 
@@ -202,8 +203,6 @@ def to_yaml(config: dict, header: str = "") -> str:
 
 def render_committed(language: str) -> str:
     """The text of ``configs/nanotron/zagreus_350M_<language>.yaml`` (the ``full`` profile)."""
-    from ..pipeline.spec import load_spec
-
     spec = load_spec(language, "full")
     config = render(spec)
     check(config, source=f"rendered config for full/{language}")
@@ -212,8 +211,6 @@ def render_committed(language: str) -> str:
 
 def write_committed(languages: list[str] | None = None) -> list[Path]:
     """(Re)write the committed configs; returns the files written."""
-    from ..pipeline.spec import available
-
     written = []
     NANOTRON_DIR.mkdir(parents=True, exist_ok=True)
     for lang in languages or available("languages"):
