@@ -66,3 +66,10 @@ def test_the_spec_the_renderer_and_the_converter_share_the_head_check():
     cfg = ncfg.render(load_spec("ita", "smoke"))
     cfg["model"]["model_config"]["num_key_value_heads"] = 3
     assert any("must be divisible by num_key_value_heads (3)" in p for p in ncfg.value_problems(cfg))
+
+
+def test_the_converter_runs_every_activation_the_check_accepts():
+    from zagreus_utils.convert import verify
+    from zagreus_utils.model import arch
+
+    assert set(verify.ACTIVATIONS) == set(arch.ACTIVATIONS)
