@@ -42,7 +42,7 @@ ZAGREUS_044B = {
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from zagreus_utils.convert import core as convert
+from zagreus_utils import convert
 mode, src, dst = sys.argv[1:4]
 if mode == "baseline":
     from transformers import LlamaForCausalLM  # what a conversion imports, nothing converted
@@ -66,20 +66,20 @@ print("RESULT " + json.dumps(out))
 def make_checkpoint(folder: Path, dtype: str, tp: int | str) -> int:
     import torch
 
-    from zagreus_utils.convert import core as convert
+    from zagreus_utils.convert import folders, names, to_nanotron
 
     torch.manual_seed(0)
-    dt = convert.DTYPES[dtype]
-    arch, _ = convert._arch_from_nanotron(ZAGREUS_044B, "bench")
+    dt = folders.DTYPES[dtype]
+    arch, _ = names.arch_from_model_config(ZAGREUS_044B, "bench")
 
     def tensors():
-        for name, shape in arch.nanotron_shapes().items():
+        for name, shape in names.nanotron_shapes(arch).items():
             if len(shape) == 1:
                 yield name, torch.ones(shape, dtype=dt)
             else:
                 yield name, (torch.randn(shape) * ZAGREUS_044B["initializer_range"]).to(dt)
 
-    convert.write_nanotron_checkpoint(folder, ZAGREUS_044B, tensors(), tp=int(tp), overwrite=True)
+    to_nanotron.write_nanotron_checkpoint(folder, ZAGREUS_044B, tensors(), tp=int(tp), overwrite=True)
     return sum(p.stat().st_size for p in (folder / "model").rglob("*.safetensors"))
 
 

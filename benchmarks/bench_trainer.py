@@ -80,7 +80,7 @@ def _stats(tps: list[float], tpc: list[float]) -> tuple[float, float, float]:
 
 def run_trainer(run_dir: Path, overrides: dict, steps: int) -> tuple[float, float, float]:
     """Tokens/s statistics (see ``_stats``) over steps 3.. of one Trainer run."""
-    from zagreus_utils.model import trainer
+    from zagreus_utils.model import token_data, trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         config, s = _settings(run_dir, overrides, steps, Path(tmp))
@@ -94,16 +94,16 @@ def run_torch_loop(run_dir: Path, overrides: dict, steps: int) -> tuple[float, f
     """The same steps with a minimal hand-written loop (statistics as ``_stats``)."""
     import torch
 
-    from zagreus_utils.model import trainer
+    from zagreus_utils.model import token_data, trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         _, s = _settings(run_dir, overrides, steps, Path(tmp))
     torch.manual_seed(s.seed)
     model = trainer.build_model(s)
     model.train()
-    data = trainer.TokenDataset(list(s.dataset_folders), s.sequence_length, steps * s.micro_batch_size * s.accumulation,
-                                seed=s.data_seed, vocab_size=s.vocab_size)
-    loader = torch.utils.data.DataLoader(data, batch_size=s.micro_batch_size, shuffle=False, collate_fn=trainer.collate,
+    data = token_data.TokenDataset(list(s.dataset_folders), s.sequence_length, steps * s.micro_batch_size * s.accumulation,
+                                seed=s.data_seed, vocab_size=s.arch.vocab_size)
+    loader = torch.utils.data.DataLoader(data, batch_size=s.micro_batch_size, shuffle=False, collate_fn=token_data.collate,
                                          drop_last=True)
     opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, betas=(s.adam_beta1, s.adam_beta2),
                             eps=s.adam_eps, weight_decay=s.weight_decay)
@@ -152,6 +152,7 @@ def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
 
     from zagreus_utils.nanotron import config as nanotron_config
     from zagreus_utils.model import planning, trainer
+    from zagreus_utils.model.arch import LlamaArch
     from zagreus_utils.pipeline.spec import load_spec
 
     if not torch.cuda.is_available():
@@ -172,7 +173,7 @@ def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
         res = trainer.train(config, progress=False, resume=False)
         rows = [json.loads(x) for x in Path(res.metrics_path).read_text().splitlines()]
     tps = statistics.median(r["tokens_per_sec"] for r in rows[3:])
-    fpt = planning.flops_per_token(planning.Architecture.from_spec(spec), seq)["total"]
+    fpt = planning.flops_per_token(LlamaArch.from_spec(spec), seq)["total"]
     return {"gpu": name, "tokens_per_sec": tps, "micro_batch_size": mbs, "sequence_length": seq, "tflops": tps * fpt / 1e12,
             "mfu": planning.mfu(tps, fpt, peak) if peak else None, "precision": res.precision,
             "memory_gib": torch.cuda.max_memory_allocated() / 2**30}

@@ -233,15 +233,16 @@ def test_numbers_schedule_and_parameter_count():
     assert ac.nanotron_lr(sched, 2_000_000, 211364) == pytest.approx(0.003)
     assert ac.nanotron_lr(sched, 2_000_000, 775000) == pytest.approx((0.003 + 1e-7) / 2)
     assert ac.nanotron_lr(sched, 2_000_000, 900000) == pytest.approx(1e-7)
-    from zagreus_utils.model.planning import Architecture, parameter_counts
+    from zagreus_utils.model.arch import LlamaArch
+    from zagreus_utils.model.planning import parameter_counts
 
-    arch = Architecture(vocab_size=128256, hidden_size=960, intermediate_size=2560, num_layers=32, num_heads=15,
-                        num_kv_heads=5, tie_word_embeddings=True)
+    arch = LlamaArch(vocab_size=128256, hidden_size=960, intermediate_size=2560, num_layers=32, num_heads=15,
+                    num_kv_heads=5, tie_word_embeddings=True)
     total = parameter_counts(arch)["total"]
     assert total == 437_760_960  # embeddings 123,125,760 + 32 layers × 9,832,320 + final norm 960
-    untied = Architecture(128256, 960, 2560, 32, 15, 5, tie_word_embeddings=False)
+    untied = LlamaArch(128256, 960, 2560, 32, 15, 5, tie_word_embeddings=False)
     assert parameter_counts(untied)["total"] - total == 128256 * 960
-    biased = Architecture(128256, 960, 2560, 32, 15, 5, attention_bias=True)
+    biased = LlamaArch(128256, 960, 2560, 32, 15, 5, attention_bias=True)
     assert parameter_counts(biased)["total"] - total == 32 * (960 + 2 * 320 + 960)  # q, k, v, o biases
 
 

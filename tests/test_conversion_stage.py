@@ -7,7 +7,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from zagreus_utils.stages import conversion
 from zagreus_utils.pipeline import spec
-from zagreus_utils.model import trainer
+from zagreus_utils.model import checkpoints
 from zagreus_utils.pipeline.errors import ZagreusError
 
 
@@ -15,12 +15,12 @@ def _checkpoint(folder, step, seed):
     torch.manual_seed(seed)
     cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=128, max_position_embeddings=64, tie_word_embeddings=True)
-    path = folder / f"{trainer.CHECKPOINT_PREFIX}{step}"
+    path = folder / f"{checkpoints.CHECKPOINT_PREFIX}{step}"
     LlamaForCausalLM(cfg).save_pretrained(path)
     for name in ("optimizer.pt", "scheduler.pt"):
         torch.save({}, path / name)
     (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-    trainer.record_complete(path)  # what the trainer's on_save writes: a complete checkpoint
+    checkpoints.record_complete(path)  # what the trainer's on_save writes: a complete checkpoint
     return path
 
 
@@ -74,7 +74,7 @@ def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_con
     tp=2 here, written by the project's exporter) become hf/step-N with the tokens they had seen."""
     import yaml
 
-    from zagreus_utils.convert import core as convert
+    from zagreus_utils import convert
 
     cluster = tmp_path / "cluster_checkpoints"
     for i, step in enumerate((1000, 2000)):
@@ -98,7 +98,7 @@ def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_con
     info = json.loads((models[-1] / conversion.CHECKPOINT_INFO).read_text())
     assert info == {"step": 2000, "tokens_seen": 2000 * 4096, "source": str(cluster / "2000"), "kind": "nanotron"}
     reloaded = LlamaForCausalLM.from_pretrained(models[0])
-    original = LlamaForCausalLM.from_pretrained(tmp_path / "hf" / f"{trainer.CHECKPOINT_PREFIX}1000")
+    original = LlamaForCausalLM.from_pretrained(tmp_path / "hf" / f"{checkpoints.CHECKPOINT_PREFIX}1000")
     ids = torch.tensor([[1, 5, 7, 9]])
     assert torch.equal(reloaded(ids).logits, original(ids).logits)
 

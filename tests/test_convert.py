@@ -1,4 +1,4 @@
-"""nanotron <-> Hugging Face conversion (zagreus_utils.convert.core): tiny random Llamas, CPU only."""
+"""nanotron <-> Hugging Face conversion (zagreus_utils.convert): tiny random Llamas, CPU only."""
 
 import dataclasses
 import json
@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from zagreus_utils.convert import core as C
+from zagreus_utils.convert import checkpoint_io, cli, names, to_hf, to_nanotron, verify
 from zagreus_utils.pipeline.errors import ZagreusError
 
 H, I, LAYERS, HEADS, KV, VOCAB = 64, 96, 2, 4, 2, 300
@@ -28,10 +28,10 @@ def nanotron_config(tied: bool, interleaved: bool = False, **extra) -> dict:
 
 def random_fused(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random nanotron (fused) tensors, large enough that attention and RoPE matter."""
-    arch, _ = C._arch_from_nanotron(cfg, "test")
+    arch, _ = names.arch_from_model_config(cfg, "test")
     g = torch.Generator().manual_seed(seed)
     out = {}
-    for name, shape in arch.nanotron_shapes().items():
+    for name, shape in names.nanotron_shapes(arch).items():
         if len(shape) == 1:
             out[name] = 0.5 + torch.rand(shape, generator=g)
         else:
@@ -40,7 +40,7 @@ def random_fused(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def write_nt(folder: Path, cfg: dict, tensors: dict, tp: int = 1) -> Path:
-    C.write_nanotron_checkpoint(folder, cfg, tensors.items(), tp=tp)
+    to_nanotron.write_nanotron_checkpoint(folder, cfg, tensors.items(), tp=tp)
     return folder
 
 
@@ -60,7 +60,7 @@ def tiny_hf(folder: Path, tied: bool, seed: int = 0, **cfg_extra) -> Path:
 
 
 def hf_state(folder: Path) -> dict[str, torch.Tensor]:
-    w = C.HFWeights(folder)
+    w = checkpoint_io.HFWeights(folder)
     try:
         return {k: w.get(k) for k in w.where}
     finally:
@@ -68,15 +68,15 @@ def hf_state(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def reference_logits(cfg: dict, tensors: dict, ids: torch.Tensor, **override) -> torch.Tensor:
-    arch, _ = C._arch_from_nanotron(cfg, "test")
-    ref = C.FusedLlamaReference(dataclasses.replace(arch, **override), ids)
-    for name in arch.nanotron_shapes():
+    arch, _ = names.arch_from_model_config(cfg, "test")
+    ref = verify.FusedLlamaReference(dataclasses.replace(arch, **override), ids)
+    for name in names.nanotron_shapes(arch):
         ref.feed(name, tensors[name])
     return ref.logits
 
 
 def shard_path(ckpt: Path, name: str, rank: int, tp: int) -> Path:
-    return C.param_folder(ckpt / "model", name) / C.shard_file_name(rank, tp)
+    return checkpoint_io.param_folder(ckpt / "model", name) / checkpoint_io.shard_file_name(rank, tp)
 
 
 QKV0 = "model.decoder.0.pp_block.attn.qkv_proj.weight"
@@ -99,10 +99,10 @@ def test_hf_logits_match_independent_fused_forward(tmp_path, tied, interleaved, 
     cfg = nanotron_config(tied=tied, interleaved=interleaved)
     tensors = random_fused(cfg, seed=3)
     ckpt = write_nt(tmp_path / "nt", cfg, tensors, tp=tp)
-    report = C.nanotron_to_hf(ckpt, tmp_path / "hf")
-    ids = C.reference_inputs(VOCAB, batch=3, length=20, seed=7)
+    report = to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
+    ids = verify.reference_inputs(VOCAB, batch=3, length=20, seed=7)
     ref = reference_logits(cfg, tensors, ids)  # from the in-memory tensors, not from disk
-    hf = C.hf_logits(tmp_path / "hf", ids)
+    hf = verify.hf_logits(tmp_path / "hf", ids)
     assert ref.abs().max() > 1.0  # logits large enough for the comparison to mean something
     torch.testing.assert_close(hf, ref, atol=1e-4, rtol=1e-4)
     assert report.max_logits_diff < 1e-4 and report.roundtrip_identical is True
@@ -118,18 +118,18 @@ def test_reference_forward_matches_transformers_directly(tmp_path):
     folder = tiny_hf(tmp_path / "hf", tied=False, seed=5)
     state = hf_state(folder)
     cfg = nanotron_config(tied=False)
-    arch, _ = C._arch_from_nanotron(cfg, "t")
+    arch, _ = names.arch_from_model_config(cfg, "t")
     cfg["rms_norm_eps"] = 1e-6  # transformers' default
-    fused = {n: C.fuse_from_hf(n, state.__getitem__, arch) for n in arch.nanotron_shapes()}
-    ids = C.reference_inputs(VOCAB)
-    torch.testing.assert_close(reference_logits(cfg, fused, ids), C.hf_logits(folder, ids), atol=1e-4, rtol=1e-4)
+    fused = {n: names.fuse_from_hf(n, state.__getitem__, arch) for n in names.nanotron_shapes(arch)}
+    ids = verify.reference_inputs(VOCAB)
+    torch.testing.assert_close(reference_logits(cfg, fused, ids), verify.hf_logits(folder, ids), atol=1e-4, rtol=1e-4)
 
 
 def test_verification_catches_a_wrong_permutation(tmp_path, nt_tp2, monkeypatch):
     ckpt, _, _ = nt_tp2
-    monkeypatch.setattr(C, "_interleaved_to_half", lambda w, n, d: w)
+    monkeypatch.setattr(names, "_interleaved_to_half", lambda w, n, d: w)
     with pytest.raises(ZagreusError, match="verification failed"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 # ------------------------------------------------------------------------------ round trip
@@ -138,9 +138,9 @@ def test_verification_catches_a_wrong_permutation(tmp_path, nt_tp2, monkeypatch)
 @pytest.mark.parametrize("tied,tp,interleaved", [(True, 1, False), (False, 2, False), (True, 2, True)])
 def test_hf_nanotron_hf_round_trip_is_bit_identical(tmp_path, tied, tp, interleaved):
     src = tiny_hf(tmp_path / "hf", tied=tied)
-    r1 = C.hf_to_nanotron(src, tmp_path / "nt", tp=tp, rope_interleaved=interleaved)
+    r1 = to_nanotron.hf_to_nanotron(src, tmp_path / "nt", tp=tp, rope_interleaved=interleaved)
     assert r1.roundtrip_identical is True and r1.max_logits_diff < 1e-4 and r1.tp == tp
-    r2 = C.nanotron_to_hf(tmp_path / "nt", tmp_path / "back")
+    r2 = to_hf.nanotron_to_hf(tmp_path / "nt", tmp_path / "back")
     assert r2.roundtrip_identical is True and r2.max_logits_diff < 1e-4
     a, b = hf_state(src), hf_state(tmp_path / "back")
     assert sorted(a) == sorted(b) and ("lm_head.weight" in b) == (not tied)
@@ -148,7 +148,7 @@ def test_hf_nanotron_hf_round_trip_is_bit_identical(tmp_path, tied, tp, interlea
         assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
     ca = json.loads((src / "config.json").read_text())
     cb = json.loads((tmp_path / "back" / "config.json").read_text())
-    for key in C.CARRIED_KEYS + ("rope_parameters", "dtype", "head_dim", "model_type"):
+    for key in names.CARRIED_KEYS + ("rope_parameters", "dtype", "head_dim", "model_type"):
         assert ca.get(key) == cb.get(key), key
     gen = json.loads((tmp_path / "back" / "generation_config.json").read_text())
     assert gen["bos_token_id"] == ca["bos_token_id"] and gen["eos_token_id"] == ca["eos_token_id"]
@@ -159,10 +159,10 @@ def test_rope_scaling_llama3_round_trip(tmp_path):
     scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 64}
     src = tiny_hf(tmp_path / "hf", tied=True, rope_parameters={"rope_theta": 500000.0, **scaling})
-    C.hf_to_nanotron(src, tmp_path / "nt")
+    to_nanotron.hf_to_nanotron(src, tmp_path / "nt")
     nt = json.loads((tmp_path / "nt" / "model_config.json").read_text())
     assert nt["rope_theta"] == 500000.0 and nt["rope_scaling"] == scaling
-    report = C.nanotron_to_hf(tmp_path / "nt", tmp_path / "back")
+    report = to_hf.nanotron_to_hf(tmp_path / "nt", tmp_path / "back")
     assert report.max_logits_diff < 1e-4
     cb = json.loads((tmp_path / "back" / "config.json").read_text())
     assert cb["rope_parameters"] == json.loads((src / "config.json").read_text())["rope_parameters"]
@@ -176,7 +176,7 @@ def test_tp2_shards_follow_nanotron_chunked_layout(nt_tp2):
     q, kv = HEADS * (H // HEADS), KV * (H // HEADS)
     with safe_open(str(shard_path(ckpt, QKV0, 1, 2)), framework="pt") as f:
         meta, local = f.metadata(), f.get_tensor("data")
-    assert meta["version"] == C.CHECKPOINT_VERSION and meta["unsharded_shape"] == f"({q + 2 * kv}, {H})"
+    assert meta["version"] == checkpoint_io.CHECKPOINT_VERSION and meta["unsharded_shape"] == f"({q + 2 * kv}, {H})"
     half_q, half_kv = q // 2, kv // 2
     assert meta["local_global_slices_pairs"] == ";".join([
         f"0,{half_q},None|None,None,None#{half_q},{q},None|None,None,None",
@@ -185,15 +185,15 @@ def test_tp2_shards_follow_nanotron_chunked_layout(nt_tp2):
     full = tensors[QKV0]
     assert torch.equal(local[:half_q], full[half_q:q])  # rank 1 holds the second half of q ...
     assert torch.equal(local[half_q:half_q + half_kv], full[q + half_kv:q + kv])  # ... and of k
-    merged = C.NanotronCheckpoint(ckpt).read(QKV0)
+    merged = checkpoint_io.NanotronCheckpoint(ckpt).read(QKV0)
     assert torch.equal(merged, full)
     with safe_open(str(shard_path(ckpt, QKV0, 0, 2)), framework="pt") as f:
         naive = torch.cat([f.get_tensor("data"), local])
     assert not torch.equal(naive, full)  # plain concatenation of the shards would be wrong
-    norm = C.param_folder(ckpt / "model", "model.decoder.0.pp_block.input_layernorm.weight")
+    norm = checkpoint_io.param_folder(ckpt / "model", "model.decoder.0.pp_block.input_layernorm.weight")
     assert [p.name for p in norm.iterdir()] == ["model_weight.safetensors"]
     o_proj = "model.decoder.1.pp_block.attn.o_proj.weight"
-    assert torch.equal(C.NanotronCheckpoint(ckpt).read(o_proj), tensors[o_proj])  # row-parallel: dim 1
+    assert torch.equal(checkpoint_io.NanotronCheckpoint(ckpt).read(o_proj), tensors[o_proj])  # row-parallel: dim 1
 
 
 def test_checkpoint_files_config_yaml_and_metadata(nt_tp2):
@@ -213,13 +213,13 @@ def test_checkpoint_files_config_yaml_and_metadata(nt_tp2):
 
 
 def test_slices_and_numpy_shapes_parse():
-    pairs = C.parse_slices_pairs("0,32,None|None,None,None#32,64,None|None,None,None;"
+    pairs = checkpoint_io.parse_slices_pairs("0,32,None|None,None,None#32,64,None|None,None,None;"
                                  "None,None,None|1,2,None#None,None,None|3,4,None")
     assert pairs[0] == ((slice(0, 32), slice(None)), (slice(32, 64), slice(None)))
     assert pairs[1][1] == (slice(None), slice(3, 4))
-    assert C.parse_shape("(np.int64(1600), 960)") == (1600, 960)
-    assert C.parse_shape("(960, np.int64(1600))") == (960, 1600)
-    assert C.format_slices_pairs(pairs) == ("0,32,None|None,None,None#32,64,None|None,None,None;"
+    assert checkpoint_io.parse_shape("(np.int64(1600), 960)") == (1600, 960)
+    assert checkpoint_io.parse_shape("(960, np.int64(1600))") == (960, 1600)
+    assert checkpoint_io.format_slices_pairs(pairs) == ("0,32,None|None,None,None#32,64,None|None,None,None;"
                                             "None,None,None|1,2,None#None,None,None|3,4,None")
 
 
@@ -234,7 +234,7 @@ def test_pipeline_rank_names_and_numpy_shape_headers_are_read(tmp_path):
         meta["unsharded_shape"] = f"(np.int64({rows}), {cols})"
         save_file({"data": data}, str(path).replace("pp-rank-0-of-1", "pp-rank-1-of-2"), metadata=meta)
         path.unlink()
-    report = C.nanotron_to_hf(ckpt, tmp_path / "hf")
+    report = to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
     assert report.roundtrip_identical and report.max_logits_diff < 1e-4
 
 
@@ -244,14 +244,14 @@ def test_checkpoints_root_picks_latest(tmp_path):
     write_nt(tmp_path / "ckpts" / "20", cfg, random_fused(cfg, seed=20))
     write_nt(tmp_path / "ckpts" / "5", cfg, random_fused(cfg, seed=5))
     (tmp_path / "ckpts" / "latest.txt").write_text("10\n")
-    report = C.nanotron_to_hf(tmp_path / "ckpts", tmp_path / "hf", verify=False)
+    report = to_hf.nanotron_to_hf(tmp_path / "ckpts", tmp_path / "hf", verify=False)
     assert report.src == tmp_path / "ckpts" / "10"
     (tmp_path / "ckpts" / "latest.txt").unlink()
-    report = C.nanotron_to_hf(tmp_path / "ckpts", tmp_path / "hf2", verify=False)
+    report = to_hf.nanotron_to_hf(tmp_path / "ckpts", tmp_path / "hf2", verify=False)
     assert report.src == tmp_path / "ckpts" / "20" and any("highest step" in n for n in report.notes)
     (tmp_path / "ckpts" / "latest.txt").write_text("30")
     with pytest.raises(ZagreusError, match="latest.txt names step '30'"):
-        C.nanotron_to_hf(tmp_path / "ckpts", tmp_path / "hf3")
+        to_hf.nanotron_to_hf(tmp_path / "ckpts", tmp_path / "hf3")
 
 
 def test_dtype_tokenizer_and_generation_config(tmp_path):
@@ -265,7 +265,7 @@ def test_dtype_tokenizer_and_generation_config(tmp_path):
                             unk_token="<unk>").save_pretrained(tmp_path / "tok")
     cfg = nanotron_config(tied=True)
     ckpt = write_nt(tmp_path / "nt", cfg, random_fused(cfg))
-    report = C.nanotron_to_hf(ckpt, tmp_path / "hf", tokenizer=tmp_path / "tok", dtype="bfloat16")
+    report = to_hf.nanotron_to_hf(ckpt, tmp_path / "hf", tokenizer=tmp_path / "tok", dtype="bfloat16")
     assert report.dtype == "bfloat16" and report.roundtrip_identical is None
     assert report.max_logits_diff is not None and report.tokenizer == str(tmp_path / "tok")
     assert all(t.dtype == torch.bfloat16 for t in hf_state(tmp_path / "hf").values())
@@ -274,21 +274,21 @@ def test_dtype_tokenizer_and_generation_config(tmp_path):
     # the verification's layer-by-layer float32 forward equals loading the bf16 model in float32
     from transformers import LlamaForCausalLM
 
-    ids = C.reference_inputs(VOCAB)
+    ids = verify.reference_inputs(VOCAB)
     full = LlamaForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32, attn_implementation="eager")
     with torch.no_grad():
-        torch.testing.assert_close(C.hf_logits(tmp_path / "hf", ids), full(input_ids=ids).logits,
+        torch.testing.assert_close(verify.hf_logits(tmp_path / "hf", ids), full(input_ids=ids).logits,
                                    atol=1e-5, rtol=1e-5)
     gen = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
     assert (gen["bos_token_id"], gen["eos_token_id"]) == (1, 2)
     with pytest.raises(ZagreusError, match="does not exist"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf2", tokenizer=tmp_path / "nope")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf2", tokenizer=tmp_path / "nope")
 
 
 def test_sharded_hf_output_with_index(tmp_path):
     cfg = nanotron_config(tied=False)
     ckpt = write_nt(tmp_path / "nt", cfg, random_fused(cfg))
-    report = C.nanotron_to_hf(ckpt, tmp_path / "hf", max_shard_bytes=200_000)
+    report = to_hf.nanotron_to_hf(ckpt, tmp_path / "hf", max_shard_bytes=200_000)
     files = sorted(p.name for p in (tmp_path / "hf").glob("model-*.safetensors"))
     assert len(files) > 1 and files[0].endswith(f"-of-{len(files):05d}.safetensors")
     index = json.loads((tmp_path / "hf" / "model.safetensors.index.json").read_text())
@@ -308,15 +308,15 @@ def ckpt(tmp_path) -> Path:
 def test_missing_shard_names_the_file(ckpt, tmp_path):
     shard_path(ckpt, QKV0, 1, 2).unlink()
     with pytest.raises(ZagreusError, match=r"missing shard: .*qkv_proj/model_weight_pp-rank-0-of-1_tp-rank-1-of-2"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 def test_missing_parameter_names_the_expected_file(ckpt, tmp_path):
-    folder = C.param_folder(ckpt / "model", "model.decoder.1.pp_block.post_attention_layernorm.weight")
+    folder = checkpoint_io.param_folder(ckpt / "model", "model.decoder.1.pp_block.post_attention_layernorm.weight")
     (folder / "model_weight.safetensors").unlink()
     with pytest.raises(ZagreusError, match=r"missing parameters .*decoder/1/pp_block/post_attention_layernorm/"
                                            r"model_weight.safetensors"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 def test_wrong_tensor_shape_names_file_expected_and_found(ckpt, tmp_path):
@@ -326,7 +326,7 @@ def test_wrong_tensor_shape_names_file_expected_and_found(ckpt, tmp_path):
     save_file({"data": torch.zeros(H, I // 2 - 4)}, str(path), metadata=meta)
     with pytest.raises(ZagreusError, match=r"down_proj/model_weight_pp-rank-0-of-1_tp-rank-0-of-2.safetensors: "
                                            r"wrong tensor shape.*\(64, 44\)"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 def test_unsharded_shape_disagreeing_with_config_names_both(ckpt, tmp_path):
@@ -335,7 +335,7 @@ def test_unsharded_shape_disagreeing_with_config_names_both(ckpt, tmp_path):
     (ckpt / "model_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ZagreusError, match=r"gate_up_proj/.*wrong unsharded_shape .*expected \(256, 64\) from "
                                            r"model_config.json .*found \(192, 64\).*do not match"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 def test_unknown_and_missing_config_keys(ckpt, tmp_path):
@@ -343,27 +343,27 @@ def test_unknown_and_missing_config_keys(ckpt, tmp_path):
     extra = ckpt / "model" / "model" / "decoder" / "7" / "pp_block" / "attn" / "o_proj" / "model_weight.safetensors"
     save_file({"data": torch.zeros(H, H)}, str(extra))
     with pytest.raises(ZagreusError, match=r"unknown parameters .*model.decoder.7.pp_block.attn.o_proj.weight"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
     extra.unlink()
-    lm = C.param_folder(ckpt / "model", C.NT_LM_HEAD)
+    lm = checkpoint_io.param_folder(ckpt / "model", names.NT_LM_HEAD)
     lm.mkdir(parents=True)
     save_file({"data": torch.zeros(VOCAB, H)}, str(lm / "model_weight.safetensors"))
     with pytest.raises(ZagreusError, match="tie_word_embeddings is true"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
     (lm / "model_weight.safetensors").unlink()
     cfg = json.loads((ckpt / "model_config.json").read_text())
     del cfg["hidden_size"], cfg["vocab_size"]
     (ckpt / "model_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ZagreusError, match=r"model_config.json: missing model config keys: hidden_size, vocab_size"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 def test_file_without_data_key(ckpt, tmp_path):
-    path = C.param_folder(ckpt / "model", C.NT_FINAL_NORM) / "model_weight.safetensors"
+    path = checkpoint_io.param_folder(ckpt / "model", names.NT_FINAL_NORM) / "model_weight.safetensors"
     save_file({"weight": torch.ones(H)}, str(path))
     with pytest.raises(ZagreusError, match=r"final_layer_norm/pp_block/model_weight.safetensors: no tensor under "
                                            r"the key 'data' \(found: weight\)"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 def test_architecture_keys_that_cannot_convert_are_refused(tmp_path):
@@ -372,68 +372,68 @@ def test_architecture_keys_that_cannot_convert_are_refused(tmp_path):
     (ckpt / "model").mkdir(parents=True)
     (ckpt / "model_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ZagreusError, match="sliding_window_size=128 is not supported"):
-        C.nanotron_to_hf(ckpt, tmp_path / "hf")
+        to_hf.nanotron_to_hf(ckpt, tmp_path / "hf")
 
 
 def test_target_holding_a_model_is_refused_unless_overwrite(ckpt, tmp_path):
     dst = tmp_path / "hf"
-    C.nanotron_to_hf(ckpt, dst, verify=False)
+    to_hf.nanotron_to_hf(ckpt, dst, verify=False)
     (dst / "notes.txt").write_text("keep me")
     (dst / "model-00001-of-00009.safetensors").write_text("stale shard")
     with pytest.raises(ZagreusError, match=r"already holds a model \(config.json\); pass --overwrite"):
-        C.nanotron_to_hf(ckpt, dst)
-    report = C.nanotron_to_hf(ckpt, dst, overwrite=True)
+        to_hf.nanotron_to_hf(ckpt, dst)
+    report = to_hf.nanotron_to_hf(ckpt, dst, overwrite=True)
     assert report.roundtrip_identical
     assert (dst / "notes.txt").read_text() == "keep me"
     assert not (dst / "model-00001-of-00009.safetensors").exists()
     with pytest.raises(ZagreusError, match="already holds a model"):
-        C.hf_to_nanotron(dst, ckpt)  # the nanotron checkpoint itself
+        to_nanotron.hf_to_nanotron(dst, ckpt)  # the nanotron checkpoint itself
     with pytest.raises(ZagreusError, match="the target is the source folder"):
-        C.nanotron_to_hf(ckpt, ckpt, overwrite=True)
+        to_hf.nanotron_to_hf(ckpt, ckpt, overwrite=True)
 
 
 def test_src_not_a_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ZagreusError, match="is not a nanotron checkpoint"):
-        C.nanotron_to_hf(tmp_path / "empty", tmp_path / "hf")
+        to_hf.nanotron_to_hf(tmp_path / "empty", tmp_path / "hf")
     with pytest.raises(ZagreusError, match="does not exist"):
-        C.nanotron_to_hf(tmp_path / "nowhere", tmp_path / "hf")
+        to_hf.nanotron_to_hf(tmp_path / "nowhere", tmp_path / "hf")
     with pytest.raises(ZagreusError, match="not a transformers model folder"):
-        C.hf_to_nanotron(tmp_path / "empty", tmp_path / "nt")
+        to_nanotron.hf_to_nanotron(tmp_path / "empty", tmp_path / "nt")
 
 
 def test_bad_hf_sources(tmp_path):
     src = tiny_hf(tmp_path / "hf", tied=False)
     state = hf_state(src)
     with pytest.raises(ZagreusError, match="tp=3 does not divide num_attention_heads=4"):
-        C.hf_to_nanotron(src, tmp_path / "nt", tp=3)
+        to_nanotron.hf_to_nanotron(src, tmp_path / "nt", tp=3)
     bad = dict(state)
     del bad["model.layers.1.mlp.up_proj.weight"]
     bad["model.layers.1.mlp.extra.weight"] = torch.zeros(2)
     save_file(bad, str(src / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(ZagreusError, match=r"unknown tensors .*model.layers.1.mlp.extra.weight"):
-        C.hf_to_nanotron(src, tmp_path / "nt")
+        to_nanotron.hf_to_nanotron(src, tmp_path / "nt")
     del bad["model.layers.1.mlp.extra.weight"]
     save_file(bad, str(src / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(ZagreusError, match=r"missing tensors: model.layers.1.mlp.up_proj.weight"):
-        C.hf_to_nanotron(src, tmp_path / "nt")
+        to_nanotron.hf_to_nanotron(src, tmp_path / "nt")
     bad["model.layers.1.mlp.up_proj.weight"] = torch.zeros(I, H + 1)
     save_file(bad, str(src / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(ZagreusError, match=r"model.safetensors: wrong tensor shape for model.layers.1.mlp.up_proj"
                                            r".weight: expected \(96, 64\) from config.json, found \(96, 65\)"):
-        C.hf_to_nanotron(src, tmp_path / "nt", verify=False)
+        to_nanotron.hf_to_nanotron(src, tmp_path / "nt", verify=False)
 
 
 # ------------------------------------------------------------------------------ CLI
 
 
 def test_cli_converts_and_reports_errors_in_one_line(ckpt, tmp_path, capsys):
-    assert C.main(["nanotron-to-hf", str(ckpt), str(tmp_path / "hf"), "--dtype", "float32"]) == 0
+    assert cli.main(["nanotron-to-hf", str(ckpt), str(tmp_path / "hf"), "--dtype", "float32"]) == 0
     out = capsys.readouterr().out
     assert "max_logits_diff" in out and "roundtrip_identical  True" in out
-    assert C.main(["hf-to-nanotron", str(tmp_path / "hf"), str(tmp_path / "nt2"), "--tp", "2", "--json"]) == 0
+    assert cli.main(["hf-to-nanotron", str(tmp_path / "hf"), str(tmp_path / "nt2"), "--tp", "2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["direction"] == "hf-to-nanotron" and data["tp"] == 2 and data["roundtrip_identical"] is True
-    assert C.main(["nanotron-to-hf", str(ckpt), str(tmp_path / "hf")]) == 2
+    assert cli.main(["nanotron-to-hf", str(ckpt), str(tmp_path / "hf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--overwrite" in err[0]

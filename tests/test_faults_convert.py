@@ -21,7 +21,7 @@ import torch
 
 from test_convert import nanotron_config, random_fused, shard_path, tiny_hf, write_nt
 from zagreus_utils import cli
-from zagreus_utils.convert import core as C
+from zagreus_utils.convert import checkpoint_io, names, to_hf, to_nanotron
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT_FIXTURES = Path(__file__).parent / "fixtures" / "audit"
@@ -94,7 +94,7 @@ def test_finding6_failed_verification_leaves_no_destination(tmp_path, capsys):
     cfg = nanotron_config(tied=False)
     good = write_nt(tmp_path / "good", cfg, random_fused(cfg))
     tensors = random_fused(cfg, seed=3)
-    tensors[C.NT_FINAL_NORM][0] = float("nan")  # a diverged run: the logits check must fail
+    tensors[names.NT_FINAL_NORM][0] = float("nan")  # a diverged run: the logits check must fail
     bad = write_nt(tmp_path / "bad", cfg, tensors)
 
     # a new destination is not created
@@ -132,15 +132,15 @@ def test_overwrite_replaces_the_model_only_when_verified(tmp_path):
     a = write_nt(tmp_path / "a", cfg, random_fused(cfg, seed=1))
     b = write_nt(tmp_path / "b", cfg, random_fused(cfg, seed=2))
     dst = tmp_path / "hf"
-    C.nanotron_to_hf(a, dst, extra_files={"zagreus_checkpoint.json": "{}"})
+    to_hf.nanotron_to_hf(a, dst, extra_files={"zagreus_checkpoint.json": "{}"})
     (dst / "notes.txt").write_text("mine")
     (dst / "tokenizer.json").write_text("{}")  # the old model's tokenizer must not pair with new weights
-    report = C.nanotron_to_hf(b, dst, overwrite=True)
+    report = to_hf.nanotron_to_hf(b, dst, overwrite=True)
     assert report.roundtrip_identical and report.dst == dst
     assert (dst / "notes.txt").read_text() == "mine"
     assert not (dst / "tokenizer.json").exists() and not (dst / "zagreus_checkpoint.json").exists()
-    got = C.HFWeights(dst).get("model.norm.weight")
-    assert torch.equal(got, random_fused(cfg, seed=2)[C.NT_FINAL_NORM])
+    got = checkpoint_io.HFWeights(dst).get("model.norm.weight")
+    assert torch.equal(got, random_fused(cfg, seed=2)[names.NT_FINAL_NORM])
     assert leftovers(tmp_path, "hf") == []
 
 
@@ -169,8 +169,8 @@ def test_finding6_failed_verification_in_the_stage_keeps_earlier_conversions(tmp
     assert f"step-2000/{conversion.CHECKPOINT_INFO}" in before
 
     diverged = random_fused(cfg, seed=3)
-    diverged[C.NT_EMBED][:] = float("inf")
-    C.write_nanotron_checkpoint(cluster / "2000", cfg, diverged.items(), overwrite=True)
+    diverged[names.NT_EMBED][:] = float("inf")
+    to_nanotron.write_nanotron_checkpoint(cluster / "2000", cfg, diverged.items(), overwrite=True)
     write_nt(cluster / "3000", cfg, diverged)
     with pytest.raises(ZagreusError, match="verification failed"):
         conversion.convert_all(s, rd, out, progress=False)

@@ -303,7 +303,7 @@ def readme_commands() -> list[list[str]]:
 
 
 def test_readme_commands_work(tmp_path, monkeypatch):
-    from zagreus_utils.convert import core as convert
+    from zagreus_utils.convert import cli as convert_cli
 
     monkeypatch.chdir(paths.REPO_ROOT)  # the README's paths are relative to the checkout
     monkeypatch.setenv("ZAGREUS_RUNS", str(tmp_path / "runs"))
@@ -316,7 +316,7 @@ def test_readme_commands_work(tmp_path, monkeypatch):
             stand_in.write_text("# report\n")
             argv = [str(stand_in) if a == "../shared/reference/tech-report.md" else a for a in argv]
         if argv[0] == "convert":
-            convert.build_parser().parse_args(argv[1:])
+            convert_cli.build_parser().parse_args(argv[1:])
             continue
         args = cli.build_parser().parse_args(argv)
         if args.command == "run":
@@ -335,11 +335,11 @@ def test_readme_commands_work(tmp_path, monkeypatch):
 # --- finding 3 at the runner: a result set aside is named in the run's output ----------------
 
 MOVE_BODY = """from pathlib import Path
-from zagreus_utils.model import trainer
+from zagreus_utils.model import checkpoints
 out = Path(out_dir)
 old = out / "checkpoints"
 if old.is_dir():  # an earlier run's result: set aside as the trainer does, never deleted
-    trainer.move_aside([old], out, "abc123", "trained on other settings (learning_rate)")
+    checkpoints.move_aside([old], out, "abc123", "trained on other settings (learning_rate)")
 old.mkdir()
 (old / "weights.bin").write_text(str(len(list(out.glob("previous/*")))))
 """

@@ -18,7 +18,7 @@ from pretraining_helpers import make_stage02, tiny_overrides
 
 from zagreus_utils.stages import conversion, pretraining
 from zagreus_utils.pipeline import paths, runner
-from zagreus_utils.model import trainer
+from zagreus_utils.model import checkpoints, trainer
 from zagreus_utils.pipeline.errors import ZagreusError
 from zagreus_utils.pipeline.stages import Stage
 
@@ -50,7 +50,7 @@ def _moved(result, prep) -> Path:
     """The one folder the earlier run was moved to, checked to be named in the notes and pretraining.json."""
     assert len(result.moved_aside) == 1, result.moved_aside
     moved = Path(result.moved_aside[0])
-    assert moved.parent == prep.out_dir / trainer.PREVIOUS and moved.is_dir()
+    assert moved.parent == prep.out_dir / checkpoints.PREVIOUS and moved.is_dir()
     assert any(str(moved) in note for note in result.notes), result.notes
     summary = json.loads((prep.out_dir / pretraining.SUMMARY_FILE).read_text())
     assert summary["moved_aside"] == [pretraining.relative(moved, prep.out_dir)]
@@ -175,7 +175,7 @@ def test_finding6_checkpoint_without_weights_is_incomplete(trained):
 
     result = pretraining.execute(prep, progress=False)
     assert result.status == "resumed" and result.resumed_from.endswith("checkpoint-4") and result.steps == STEPS
-    assert trainer.is_complete(ckpts / "checkpoint-8")
+    assert checkpoints.is_complete(ckpts / "checkpoint-8")
     moved = Path(result.moved_aside[0])
     assert (moved / "checkpoint-8" / "optimizer.pt").is_file()  # set aside, not deleted
     assert not (moved / "checkpoint-8" / "model.safetensors").exists()
@@ -188,6 +188,6 @@ def test_finding6_checkpoint_without_weights_is_incomplete(trained):
     with pytest.raises(ZagreusError, match=f"{weights_8} differs from the sha256 recorded"):
         pretraining.execute(prep, progress=False)
     # a checkpoint without its completion record does not count
-    (ckpts / "checkpoint-4" / trainer.COMPLETE_RECORD).unlink()
-    assert not trainer.is_complete(ckpts / "checkpoint-4")
+    (ckpts / "checkpoint-4" / checkpoints.COMPLETE_RECORD).unlink()
+    assert not checkpoints.is_complete(ckpts / "checkpoint-4")
     assert trainer.checkpoints(ckpts) == [ckpts / "checkpoint-8"]

@@ -1,4 +1,4 @@
-"""nanotron's own code reads the kit's nanotron-layout checkpoints (``zagreus_utils.convert.core``'s exporter).
+"""nanotron's own code reads the kit's nanotron-layout checkpoints (``zagreus_utils.convert``'s exporter).
 
 In the training venv (tests/cluster_env.py), on CPU:
 
@@ -28,7 +28,7 @@ import pytest
 import torch
 from cluster_env import requires_train_env, run_train_env
 
-from zagreus_utils.convert import core as C
+from zagreus_utils.convert import checkpoint_io, names, to_nanotron
 
 pytestmark = requires_train_env
 
@@ -130,10 +130,10 @@ def read(tmp_path_factory):
     made = {}
     for name, tied, tp in (("tied", True, 1), ("untied", False, 1), ("tp2", False, 2)):
         cfg = nanotron_model_config(tied)
-        arch, _ = C._arch_from_nanotron(cfg, name)
+        arch, _ = names.arch_from_model_config(cfg, name)
         g = torch.Generator().manual_seed(len(made))
-        tensors = {n: torch.randn(shape, generator=g) for n, shape in arch.nanotron_shapes().items()}
-        C.write_nanotron_checkpoint(tmp / name, cfg, tensors.items(), tp=tp)
+        tensors = {n: torch.randn(shape, generator=g) for n, shape in names.nanotron_shapes(arch).items()}
+        to_nanotron.write_nanotron_checkpoint(tmp / name, cfg, tensors.items(), tp=tp)
         made[name] = (tmp / name, tensors)
     got = run_train_env(READ, *(str(p) for p, _ in made.values()))
     return {name: (path, tensors, got[str(path)]) for name, (path, tensors) in made.items()}
@@ -142,7 +142,7 @@ def read(tmp_path_factory):
 @pytest.mark.parametrize("name", ["tied", "untied", "tp2"])
 def test_metadata_and_config_files_load_with_nanotron(read, name):
     _, _, got = read[name]
-    assert got["version"] == C.CHECKPOINT_VERSION and got["tp"] == (2 if name == "tp2" else 1) and got["dp"] == 1
+    assert got["version"] == checkpoint_io.CHECKPOINT_VERSION and got["tp"] == (2 if name == "tp2" else 1) and got["dp"] == 1
     assert got["last_train_step"] == 0 and got["stages"] == ["converted"]
     assert got["config_class"] == "LlamaConfig" and got["model_config_equal"]
 
@@ -153,8 +153,8 @@ def test_nanotron_loads_the_exported_weights_into_the_model_its_config_builds(re
     state = got["state"]
     expected = dict(tensors)
     if name == "tied":  # nanotron's state dict names the tied head too; the file is the embedding's
-        assert C.NT_LM_HEAD not in tensors
-        expected[C.NT_LM_HEAD] = tensors[C.NT_EMBED]
+        assert names.NT_LM_HEAD not in tensors
+        expected[names.NT_LM_HEAD] = tensors[names.NT_EMBED]
     assert set(state) == set(expected)
     for n, t in expected.items():
         assert state[n]["shape"] == list(t.shape), n
@@ -175,7 +175,7 @@ def test_tp2_shards_parse_with_nanotrons_metadata_and_cover_the_tp1_shapes(read)
     for n, t in tensors.items():
         folder = "model/" + "/".join(n.split(".")[:-1])
         shards = {k: v for k, v in files.items() if k.rsplit("/", 1)[0] == folder}
-        if C.Arch.split_spec(C._arch_from_nanotron(nanotron_model_config(False), "tp2")[0], n) is None:
+        if names.split_spec(names.arch_from_model_config(nanotron_model_config(False), "tp2")[0], n) is None:
             assert list(shards) == [f"{folder}/model_weight.safetensors"], n
             continue
         assert sorted(shards) == [f"{folder}/model_weight_pp-rank-0-of-1_tp-rank-{r}-of-2.safetensors" for r in (0, 1)], n

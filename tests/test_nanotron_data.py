@@ -6,7 +6,7 @@ stage is rebuilt on CPU: ``get_tb_datasets`` (TokenizedBytes folders on datatrov
 compiled ``build_blending_indices``), with a one-process gloo group in place of nanotron's
 NCCL-only ParallelContext (the function only asks it for ``world_pg``).
 
-What nanotron main does, and how the local trainer (``zagreus_utils.model.trainer.TokenDataset``) relates:
+What nanotron main does, and how the local trainer (``zagreus_utils.model.token_data.TokenDataset``) relates:
 
 * blend: the same greedy "furthest below its share" order of (source, window) pairs; nanotron
   reads it in order, the local trainer shuffles it with the data seed (a permutation applied to
@@ -28,7 +28,7 @@ from cluster_env import requires_train_env, run_train_env
 from pretraining_helpers import write_stage02
 
 from zagreus_utils.nanotron import config as ncfg
-from zagreus_utils.model import preflight, trainer
+from zagreus_utils.model import preflight, token_data, trainer
 from zagreus_utils.stages import pretraining
 from zagreus_utils.pipeline.spec import load_spec
 
@@ -141,11 +141,11 @@ def test_local_trainer_reads_nanotrons_samples_in_a_seeded_order(run, built):
     got = built["stage"]
     s = trainer.Settings.from_nanotron(run.config)
     per_epoch = sum(got["lengths"])
-    local = trainer.TokenDataset(list(s.dataset_folders), s.sequence_length, per_epoch, seed=s.data_seed,
-                                 vocab_size=s.vocab_size, weights=list(s.dataset_weights))
+    local = token_data.TokenDataset(list(s.dataset_folders), s.sequence_length, per_epoch, seed=s.data_seed,
+                                 vocab_size=s.arch.vocab_size, weights=list(s.dataset_weights))
     assert local.lengths == got["lengths"]
     # the blend before the local shuffle is nanotron's, pair for pair (up to where a source runs out)
-    ds_idx, s_idx = trainer.blend_index(local.lengths, local.weights, per_epoch)
+    ds_idx, s_idx = token_data.blend_index(local.lengths, local.weights, per_epoch)
     n = got["upto"]
     assert ds_idx[:n].tolist() == got["dataset_index"][:n]
     assert s_idx[:n].tolist() == got["sample_index"][:n]

@@ -22,8 +22,10 @@ from pretraining_helpers import SOURCES, make_stage02, tiny_overrides
 
 from zagreus_utils.nanotron import config as ncfg
 from zagreus_utils.nanotron import logs as nanotron_logs
+from zagreus_utils.nanotron import report_config
 from zagreus_utils.pipeline import paths
 from zagreus_utils.model import planning, preflight
+from zagreus_utils.model.arch import LlamaArch
 from zagreus_utils.stages import pretraining
 from zagreus_utils.cluster import sbatch
 from zagreus_utils.pipeline.errors import ZagreusError
@@ -61,12 +63,12 @@ def test_committed_nanotron_configs_equal_the_renderer(lang):
 
 
 def test_ita_config_carries_every_report_value_except_documented_corrections(report_source):
-    report = ncfg.report_config(report_source)
+    report = report_config.report_config(report_source)
     rendered = ncfg.load(ncfg.committed_path("ita"))
-    rows = ncfg.corrections_table(rendered, report)
+    rows = report_config.corrections_table(rendered, report)
     assert not [r for r in rows if r["kind"] == "UNDOCUMENTED"], rows
-    documented = {c.key for c in ncfg.CORRECTIONS + ncfg.ADAPTATIONS}
-    diffs = {d["key"] for d in ncfg.differences(report.normalized, rendered)}
+    documented = {c.key for c in report_config.CORRECTIONS + report_config.ADAPTATIONS}
+    diffs = {d["key"] for d in report_config.differences(report.normalized, rendered)}
     assert diffs <= documented
     # the report's config, as printed, is invalid YAML and has checkpoint keys at the top level
     assert report.yaml_error and "mapping values are not allowed" in report.yaml_error
@@ -75,15 +77,15 @@ def test_ita_config_carries_every_report_value_except_documented_corrections(rep
     assert any("resume_checkpoint_path" in p and "checkpoints.resume_checkpoint_path" in p for p in problems)
     # ... and once corrected it validates
     assert ncfg.validate(report.normalized) == []
-    flat = ncfg.flatten(rendered)
+    flat = report_config.flatten(rendered)
     assert flat["optimizer.learning_rate_scheduler.learning_rate"] == 0.003
     assert flat["model.init_method.std"] == 0.03227 and flat["parallelism.dp"] == 64
 
 
 def test_language_configs_differ_only_in_their_paths():
-    base = ncfg.flatten(ncfg.load(ncfg.committed_path("ita")))
+    base = report_config.flatten(ncfg.load(ncfg.committed_path("ita")))
     for lang in LANGS[1:]:
-        other = ncfg.flatten(ncfg.load(ncfg.committed_path(lang)))
+        other = report_config.flatten(ncfg.load(ncfg.committed_path(lang)))
         diff = {k for k in base if base[k] != other.get(k)}
         assert diff <= {"checkpoints.checkpoints_path", "data_stages[0].data.dataset.dataset_folder"}, (lang, diff)
         assert all(f"/{lang}/" in f for f in other["data_stages[0].data.dataset.dataset_folder"])
@@ -311,12 +313,12 @@ def test_parameter_count_matches_the_model(tied, kv):
     cfg = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=kv, tie_word_embeddings=tied)
     model = LlamaForCausalLM(cfg)
-    counts = planning.parameter_counts(planning.Architecture.from_hf_config(cfg))
+    counts = planning.parameter_counts(LlamaArch.from_hf(cfg))
     assert counts["total"] == sum(p.numel() for p in model.parameters())
 
 
 def test_planning_numbers_for_the_report():
-    arch = planning.Architecture.from_spec(load_spec("ita", "full"))
+    arch = LlamaArch.from_spec(load_spec("ita", "full"))
     counts = planning.parameter_counts(arch)
     assert counts["total"] == 437_760_960 and counts["non_embedding"] == 314_635_200
     assert abs(counts["embedding_share"] - 0.2813) < 1e-3
@@ -386,16 +388,16 @@ def test_model_init_gqa_and_tied_embeddings():
     assert abs(float(model.model.embed_tokens.weight.std()) - std) < 0.1 * std
     assert abs(float(layer.mlp.down_proj.weight.std()) - std / math.sqrt(2 * m.num_hidden_layers)) < 0.15 * std
     assert float(layer.input_layernorm.weight.min()) == 1.0
-    assert sum(p.numel() for p in model.parameters()) == planning.parameter_counts(planning.Architecture.from_spec(spec))["total"]
+    assert sum(p.numel() for p in model.parameters()) == planning.parameter_counts(LlamaArch.from_spec(spec))["total"]
 
 
 def test_data_blend_follows_folder_sizes_and_is_deterministic(stage02):
-    from zagreus_utils.model import trainer
+    from zagreus_utils.model import token_data
 
     run_dir, vocab = stage02
     folders = [str(run_dir / "02_tokenization" / "tokenized" / s) for s in SOURCES]
-    a = trainer.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
-    b = trainer.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
+    a = token_data.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
+    b = token_data.TokenDataset(folders, 64, 5000, seed=8, vocab_size=vocab)
     assert (a.dataset_index == b.dataset_index).all() and a.epochs > 1
     share = a.samples_per_source()
     for src, n in zip(SOURCES, a.lengths):

@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--dry-run", action="store_true", help="list what would be fetched (offline)")
         c.set_defaults(func=func)
 
-    # `zagreus convert ...` has its own parser (zagreus_utils.convert.core); listed here for --help.
+    # `zagreus convert ...` has its own parser (zagreus_utils.convert.cli); listed here for --help.
     sub.add_parser("convert", add_help=False,
                    help="nanotron <-> Hugging Face checkpoints (zagreus convert -h)")
     return p
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["convert"]:
-        from .convert.core import main as convert_main
+        from .convert.cli import main as convert_main
 
         return convert_main(argv[1:])
     signal.signal(signal.SIGTERM, _terminate)

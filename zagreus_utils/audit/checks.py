@@ -18,7 +18,9 @@ from typing import Any, Callable
 import yaml
 
 from .markdown import CodeBlock, Document, Table
-from ..model.planning import Architecture, parameter_counts
+from ..model.arch import LlamaArch
+from ..model.planning import parameter_counts
+from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import language_names
 from ..nanotron.schema import (
     NANOTRON_MARKERS,
@@ -298,14 +300,14 @@ def _configs_by_heading_prefix(doc: Document) -> dict[tuple, tuple[list[int], li
 # ----------------------------------------------------------------------------- architecture
 
 
-def document_arch(doc: Document) -> tuple[Architecture | None, YamlBlock | None]:
+def document_arch(doc: Document) -> tuple[LlamaArch | None, YamlBlock | None]:
     """The architecture of the document's first nanotron config that has one."""
     for y in yaml_blocks(doc):
         if y.tool != "nanotron":
             continue
         try:
-            return Architecture.from_nanotron(y.data), y
-        except (KeyError, TypeError, ValueError):
+            return LlamaArch.from_nanotron(y.data), y
+        except ZagreusError:
             continue
     return None, None
 
@@ -823,7 +825,7 @@ def _steps_in(table: Table) -> set[int]:
 
 
 def _own_model_problems(model: str, subject: str, section: str, table: Table | None,
-                        arch: Architecture | None) -> list[str]:
+                        arch: LlamaArch | None) -> list[str]:
     """How a zagreus/nesso model id disagrees with the section's model: size, language, step."""
     problems = []
     size, want = _name_size(model), _name_size(subject)

@@ -14,62 +14,18 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from ..nanotron.config import NanotronSchedule
+from .arch import LlamaArch
+
 #: dense bf16 peak TFLOP/s per GPU, for the GPUs a profile may name
 PEAK_TFLOPS = {"A100": 312.0, "H100": 989.0, "H200": 989.0, "L40S": 362.0, "A10G": 125.0}
 
 GIB = 2**30
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """The shapes that matter for counting (a Llama-family decoder)."""
-
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    tie_word_embeddings: bool = True
-    attention_bias: bool = False  # biases on q, k, v and o (nanotron's ``attention_bias``)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    @property
-    def kv_dim(self) -> int:
-        return self.num_kv_heads * self.head_dim
-
-    @classmethod
-    def from_spec(cls, spec) -> "Architecture":
-        """From a :class:`zagreus_utils.pipeline.spec.Spec` (or its profile)."""
-        profile = getattr(spec, "profile", spec)
-        m = profile.model
-        return cls(profile.tokenizer.vocab_size, m.hidden_size, m.intermediate_size, m.num_hidden_layers,
-                   m.num_attention_heads, m.num_key_value_heads, m.tie_word_embeddings)
-
-    @classmethod
-    def from_nanotron(cls, config: Mapping[str, Any]) -> "Architecture":
-        """From a nanotron config mapping (``model.model_config``); KeyError, TypeError or ValueError
-        when a shape is missing or not a number."""
-        mc = config["model"]["model_config"]
-        heads = int(mc["num_attention_heads"])
-        return cls(int(mc["vocab_size"]), int(mc["hidden_size"]), int(mc["intermediate_size"]),
-                   int(mc["num_hidden_layers"]), heads, int(mc.get("num_key_value_heads") or heads),
-                   bool(mc.get("tie_word_embeddings", False)), bool(mc.get("attention_bias", False)))
-
-    @classmethod
-    def from_hf_config(cls, config) -> "Architecture":
-        """From a transformers ``LlamaConfig``."""
-        return cls(config.vocab_size, config.hidden_size, config.intermediate_size, config.num_hidden_layers,
-                   config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads,
-                   bool(config.tie_word_embeddings))
-
-
 # --- parameters -----------------------------------------------------------------------------
 
-def parameter_counts(arch: Architecture) -> dict[str, float]:
+def parameter_counts(arch: LlamaArch) -> dict[str, float]:
     """Parameters by component, counted from the shapes.
 
     ``total`` counts a tied embedding once; ``non_embedding`` is everything but the token
@@ -101,7 +57,7 @@ def parameter_counts(arch: Architecture) -> dict[str, float]:
 
 # --- FLOPs ----------------------------------------------------------------------------------
 
-def flops_per_token(arch: Architecture, seq_len: int) -> dict[str, float]:
+def flops_per_token(arch: LlamaArch, seq_len: int) -> dict[str, float]:
     """Training FLOPs per token (forward + backward), nanotron's convention.
 
     ``dense`` is 6 x the matmul parameters (the LM head included, tied or not: it is a matmul
@@ -140,7 +96,7 @@ class MemorySettings:
     overhead_gib: float = 1.5       # CUDA context, allocator caches, NCCL buffers
 
 
-def training_memory(arch: Architecture, s: MemorySettings) -> dict[str, float]:
+def training_memory(arch: LlamaArch, s: MemorySettings) -> dict[str, float]:
     """Estimated bytes per rank while training (an estimate, not a measurement).
 
     Weights, gradients, the fp32 master copy and gradient accumulator, AdamW's two fp32 moments
@@ -225,7 +181,7 @@ def tokens_per_sec_for_mfu(target_mfu: float, flops_token: float, peak_tflops: f
 
 # --- the report's log line, checked against its config ----------------------------------------
 
-def log_line_check(row: Mapping[str, Any], arch: Architecture, seq_len: int, *, declared_gpus: int,
+def log_line_check(row: Mapping[str, Any], arch: LlamaArch, seq_len: int, *, declared_gpus: int,
                    peak_tflops: float | None, micro_batch_size: int, dp: int,
                    config: Mapping[str, Any] | None = None) -> list[dict]:
     """What a parsed nanotron log line says vs what the config and the architecture imply.
@@ -242,8 +198,6 @@ def log_line_check(row: Mapping[str, Any], arch: Architecture, seq_len: int, *, 
         out.append({"quantity": quantity, "logged": logged, "derived": derived, "ratio": ratio, "note": note})
 
     if config is not None and row.get("step") is not None:
-        from ..nanotron.config import NanotronSchedule
-
         add("train_steps", row.get("train_steps"), config["tokens"]["train_steps"], "the line's 'iteration: i / N' vs the config")
         add("learning rate at this step", row.get("lr"), NanotronSchedule.from_config(config).lr_at(int(row["step"])),
             "nanotron's warmup-stable-decay schedule of the config")
@@ -285,7 +239,7 @@ def fmt_bytes(n: float) -> str:
     return f"{n / GIB:.2f} GiB" if n >= 0.1 * GIB else f"{n / 2**20:.1f} MiB"
 
 
-def summary_rows(arch: Architecture, seq_len: int) -> list[dict]:
+def summary_rows(arch: LlamaArch, seq_len: int) -> list[dict]:
     """Parameters and FLOPs as display rows (for the notebook and the report)."""
     p = parameter_counts(arch)
     f = flops_per_token(arch, seq_len)

@@ -29,6 +29,7 @@ from typing import Any
 from ..nanotron import config as ncfg
 from ..pipeline import paths
 from . import planning
+from .arch import LlamaArch
 from ..pipeline.errors import ZagreusError
 
 GIB = 2**30
@@ -391,7 +392,7 @@ def host_memory_bytes() -> int | None:
 
 
 def memory_estimate(spec, config: dict) -> dict:
-    arch = planning.Architecture.from_nanotron(config)
+    arch = LlamaArch.from_nanotron(config)
     tok, par = config.get("tokens", {}), config.get("parallelism", {})
     bf16 = str(config.get("model", {}).get("dtype", "bfloat16")) not in ("float32", "float", "fp32")
     gpu = bool(spec.profile.hardware.gpus_per_node)

@@ -43,41 +43,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from ..pipeline import manifest
 from ..pipeline.errors import ZagreusError
-from ..nanotron.config import NanotronSchedule
+from ..nanotron.config import NanotronSchedule, load
+from .arch import LlamaArch
+from .checkpoints import (PREVIOUS, checkpoints, is_complete, move_aside, read_record, step_of, truncate_jsonl,
+                          verify_checkpoint, write_atomic)
+from .callbacks import metrics_callback_class, quiet_progress_class, trainer_class
+from .run_inputs import SAMPLES, differences, other_run, run_inputs, set_aside_run
+from .token_data import TokenDataset, collate
 
-CHECKPOINT_PREFIX = "checkpoint-"
 RUN_FILE = "run.json"
 METRICS = "metrics.jsonl"
-SAMPLES = "samples.jsonl"
-COMPLETE_RECORD = "zagreus_complete.json"  # written by the on_save callback: the weights' sizes and sha256
-STATE_FILES = ("optimizer.pt", "scheduler.pt", "trainer_state.json")  # the Trainer writes trainer_state.json last
-PREVIOUS = manifest.SET_ASIDE  # <stage>/previous/<time>-<label>/: earlier runs and incomplete checkpoints, moved aside
 
 
 # --- settings read from a nanotron config ---------------------------------------------------
 
 @dataclass(frozen=True)
 class Settings:
-    # model
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    max_position_embeddings: int
-    rms_norm_eps: float
-    rope_theta: float
-    tie_word_embeddings: bool
-    hidden_act: str
-    initializer_range: float
-    init_std: float
-    bos_token_id: int | None
-    eos_token_id: int | None
+    arch: LlamaArch  # the model (init_std included)
     dtype: str
     # batch and steps
     sequence_length: int
@@ -116,13 +100,14 @@ class Settings:
             return str(p if Path(p).is_absolute() else base / p)
 
         try:
-            mc = config["model"]["model_config"]
             tok = config["tokens"]
             opt = config["optimizer"]
             sch = opt["learning_rate_scheduler"]
             fac = opt["optimizer_factory"]
             stages = config["data_stages"]
             ckpt = config["checkpoints"]
+            config["model"]["model_config"]
+            config["model"]["init_method"]["std"]
         except (KeyError, TypeError) as exc:
             raise ZagreusError(f"the nanotron config lacks {exc}; render it with zagreus_utils.nanotron.config") from None
         if len(stages) != 1:
@@ -133,14 +118,8 @@ class Settings:
         weights = ds.get("dataset_weights")
         resume = ckpt.get("resume_checkpoint_path")
         return cls(
-            vocab_size=mc["vocab_size"], hidden_size=mc["hidden_size"], intermediate_size=mc["intermediate_size"],
-            num_layers=mc["num_hidden_layers"], num_heads=mc["num_attention_heads"],
-            num_kv_heads=mc.get("num_key_value_heads") or mc["num_attention_heads"],
-            max_position_embeddings=mc["max_position_embeddings"], rms_norm_eps=mc.get("rms_norm_eps", 1e-6),
-            rope_theta=mc.get("rope_theta", 10000.0), tie_word_embeddings=bool(mc.get("tie_word_embeddings", False)),
-            hidden_act=mc.get("hidden_act", "silu"), initializer_range=mc.get("initializer_range", 0.02),
-            init_std=config["model"]["init_method"]["std"], bos_token_id=mc.get("bos_token_id"),
-            eos_token_id=mc.get("eos_token_id"), dtype=str(config["model"].get("dtype", "bfloat16")),
+            arch=LlamaArch.from_nanotron(config).check("model.model_config"),
+            dtype=str(config["model"].get("dtype", "bfloat16")),
             sequence_length=tok["sequence_length"], micro_batch_size=tok["micro_batch_size"],
             accumulation=tok["batch_accumulation_per_replica"], train_steps=tok["train_steps"],
             learning_rate=sch["learning_rate"], lr_warmup_steps=sch.get("lr_warmup_steps") or 0,
@@ -158,11 +137,24 @@ class Settings:
             tokenizer_name_or_path=config.get("tokenizer", {}).get("tokenizer_name_or_path") or "",
         )
 
+    def record(self) -> dict:
+        """The settings as one flat mapping (``run.json``'s ``settings``; what :meth:`digest` hashes)."""
+        a = self.arch
+        model = {"vocab_size": a.vocab_size, "hidden_size": a.hidden_size, "intermediate_size": a.intermediate_size,
+                 "num_layers": a.num_layers, "num_heads": a.num_heads, "num_kv_heads": a.num_kv_heads,
+                 "max_position_embeddings": a.max_position_embeddings, "rms_norm_eps": a.rms_norm_eps,
+                 "rope_theta": a.rope_theta, "tie_word_embeddings": a.tie_word_embeddings,
+                 "hidden_act": a.hidden_act, "initializer_range": a.initializer_range, "init_std": a.init_std,
+                 "bos_token_id": a.bos_token_id, "eos_token_id": a.eos_token_id}
+        rest = asdict(self)
+        rest.pop("arch")
+        return {**model, **rest}
+
     def digest(self) -> str:
         """Hash of the settings that determine the training trajectory, not of where files are:
         the token folders by name (their content is in :func:`run_inputs`), a local tokenizer by
         file name (its content likewise), a Hub tokenizer by its id."""
-        d = asdict(self)
+        d = self.record()
         for k in ("checkpoints_path", "resume_checkpoint_path"):
             d.pop(k)
         d["dataset_folders"] = [Path(f).name for f in self.dataset_folders]
@@ -198,18 +190,6 @@ def build_scheduler(optimizer, s: Settings):
 
 # --- the model ------------------------------------------------------------------------------
 
-def hf_config(s: Settings):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=s.vocab_size, hidden_size=s.hidden_size, intermediate_size=s.intermediate_size,
-        num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads, num_key_value_heads=s.num_kv_heads,
-        max_position_embeddings=s.max_position_embeddings, rms_norm_eps=s.rms_norm_eps, rope_theta=s.rope_theta,
-        tie_word_embeddings=s.tie_word_embeddings, hidden_act=s.hidden_act, initializer_range=s.initializer_range,
-        bos_token_id=s.bos_token_id, eos_token_id=s.eos_token_id, pad_token_id=None, attention_bias=False,
-        mlp_bias=False, use_cache=True)
-
-
 def nanotron_init_(model, std: float, num_layers: int) -> None:
     """nanotron's StandardParametrizator: normal(0, std); output projections std / sqrt(2 L); norms 1."""
     import torch
@@ -232,402 +212,13 @@ def build_model(s: Settings):
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(s.seed)
-    cfg = hf_config(s)
+    cfg = s.arch.to_hf_config()
     cfg._attn_implementation = "sdpa"
     model = LlamaForCausalLM(cfg)
-    nanotron_init_(model, s.init_std, s.num_layers)
-    if s.tie_word_embeddings:
+    nanotron_init_(model, s.arch.init_std, s.arch.num_layers)
+    if s.arch.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     return model
-
-
-# --- the data -------------------------------------------------------------------------------
-
-def blend_index(lengths: list[int], weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nanoset's ``build_nanoset_index_helper``: pick the dataset furthest below its share."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    current = np.zeros(len(lengths), dtype=np.int64)
-    ds_index = np.empty(n, dtype=np.int64)
-    sample_index = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        err = weights * max(i, 1.0) - current
-        d = int(np.argmax(err))
-        ds_index[i] = d
-        sample_index[i] = current[d] % lengths[d]
-        current[d] += 1
-    return ds_index, sample_index
-
-
-def token_size_of(folder: str | Path, vocab_size: int) -> int:
-    from .preflight import read_metadata
-
-    sizes = {size for _, _, size in read_metadata(Path(folder)) if size > 0}
-    if len(sizes) == 1:
-        return sizes.pop()
-    return 4 if vocab_size > 65536 else 2
-
-
-class TokenDataset(Dataset):
-    """The blended, shuffled sample order over every token folder (a map-style torch Dataset).
-
-    Item ``i`` is ``{"input_ids", "labels", "shift_labels", "sample_index"}``: the first
-    ``seq_len`` tokens of a ``seq_len + 1`` window and the next-token targets of all of them.
-    """
-
-    def __init__(self, folders: list[str], seq_len: int, num_samples: int, *, seed: int, vocab_size: int,
-                 weights: list[float] | None = None):
-        from datatrove.utils.dataset import DatatroveFolderDataset
-
-        from .preflight import RETOKENIZE, token_file_problems
-
-        self.folders = [str(f) for f in folders]
-        self.seq_len = seq_len
-        self.sources = []
-        for f in self.folders:
-            if not Path(f).is_dir():
-                raise ZagreusError(f"token folder {f} does not exist; run the tokenization stage first")
-            problems = token_file_problems(Path(f), token_size_of(f, vocab_size))
-            if problems:
-                raise ZagreusError(f"{problems[0]}; {RETOKENIZE}")
-            try:
-                self.sources.append(DatatroveFolderDataset(
-                    f, seq_len, filename_pattern="*.ds", recursive=False,
-                    token_size=token_size_of(f, vocab_size), shuffle=True, seed=seed))
-            except FileNotFoundError:
-                raise ZagreusError(f"token folder {f} holds no *.ds files; rerun the tokenization stage") from None
-        self.lengths = [len(s) for s in self.sources]
-        short = [f for f, n in zip(self.folders, self.lengths) if n == 0]
-        if short:
-            raise ZagreusError(f"token folder(s) {short} hold fewer than {seq_len + 1} tokens (one sample); "
-                               "add data or lower the sequence length")
-        w = np.asarray(weights if weights else self.lengths, dtype=np.float64)
-        self.weights = w / w.sum()
-        per_epoch = int(sum(self.lengths))
-        ds_idx, s_idx = blend_index(self.lengths, self.weights, per_epoch)
-        np.random.RandomState(seed).shuffle(ds_idx)
-        np.random.RandomState(seed).shuffle(s_idx)
-        epochs = num_samples // per_epoch + 1
-        self.dataset_index = np.tile(ds_idx, epochs)[:num_samples]
-        self.sample_index = np.tile(s_idx, epochs)[:num_samples]
-        self.epochs = num_samples / per_epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset_index)
-
-    def __getitem__(self, i: int) -> dict:
-        d = int(self.dataset_index[i])
-        window = self.sources[d][int(self.sample_index[i]) % self.lengths[d]]["input_ids"]
-        return {"input_ids": window[:-1], "labels": window[1:], "sample_index": i}
-
-    def samples_per_source(self) -> dict[str, int]:
-        counts = np.bincount(self.dataset_index, minlength=len(self.folders))
-        return {Path(f).name: int(c) for f, c in zip(self.folders, counts)}
-
-
-def collate(samples: list[dict]) -> dict:
-    import torch
-
-    labels = torch.stack([s["labels"] for s in samples])
-    return {"input_ids": torch.stack([s["input_ids"] for s in samples]), "labels": labels,
-            "shift_labels": labels, "sample_index": torch.tensor([s["sample_index"] for s in samples]),
-            "use_cache": False}
-
-
-# --- checkpoints and logs -------------------------------------------------------------------
-
-def checkpoints(folder: str | Path, complete_only: bool = True) -> list[Path]:
-    """``checkpoint-<step>`` folders, by step (complete ones only by default: :func:`is_complete`)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.glob(f"{CHECKPOINT_PREFIX}*"):
-        step = p.name[len(CHECKPOINT_PREFIX):]
-        if p.is_dir() and step.isdigit() and (not complete_only or is_complete(p)):
-            found.append((int(step), p))
-    return [p for _, p in sorted(found)]
-
-
-def weight_files(checkpoint: str | Path) -> list[Path] | None:
-    """The model weights of a checkpoint: ``model.safetensors``, or the index and every shard it
-    lists; None when any is missing."""
-    ckpt = Path(checkpoint)
-    if (ckpt / "model.safetensors").is_file():
-        return [ckpt / "model.safetensors"]
-    index = ckpt / "model.safetensors.index.json"
-    try:
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    files = [ckpt / name for name in shards]
-    return [index, *files] if files and all(f.is_file() for f in files) else None
-
-
-def record_complete(checkpoint: str | Path) -> Path:
-    """Write the checkpoint's completion record (size and sha256 of each weight file) once every
-    file of the checkpoint is there; what the Trainer's ``on_save`` calls."""
-    from ..pipeline.manifest import sha256_file
-
-    ckpt = Path(checkpoint)
-    weights = weight_files(ckpt)
-    missing = [name for name in STATE_FILES if not (ckpt / name).is_file()]
-    if weights is None or missing:
-        raise ZagreusError(f"{ckpt} is not a complete checkpoint (missing: {', '.join(missing) or 'model weights'})")
-    record = {"step": step_of(ckpt),
-              "files": {f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in weights}}
-    path = ckpt / COMPLETE_RECORD
-    _write_atomic(path, record)
-    return path
-
-
-def is_complete(checkpoint: str | Path) -> bool:
-    """Complete: its completion record is there, and so is every weight file it lists (with the
-    recorded size), the optimizer, the scheduler and the trainer state. Sizes only: see
-    :func:`verify_checkpoint` for the hashes."""
-    ckpt = Path(checkpoint)
-    record = _read_run_file(ckpt / COMPLETE_RECORD) or {}
-    files = record.get("files") if isinstance(record, dict) else None
-    weights = weight_files(ckpt)
-    if not files or weights is None or {f.name for f in weights} != set(files):
-        return False
-    if not all((ckpt / name).is_file() for name in STATE_FILES):
-        return False
-    return all((ckpt / name).stat().st_size == (info or {}).get("size") for name, info in files.items())
-
-
-def verify_checkpoint(checkpoint: str | Path) -> None:
-    """Raise a :class:`ZagreusError` naming the file unless the checkpoint is complete and each
-    weight file still has the sha256 recorded when it was saved."""
-    from ..pipeline.manifest import sha256_file
-
-    ckpt = Path(checkpoint)
-    if not is_complete(ckpt):
-        raise ZagreusError(f"{ckpt} is not a complete checkpoint (its weights, optimizer, scheduler, trainer state "
-                           f"or {COMPLETE_RECORD} are missing); point at a complete checkpoint-<step> folder")
-    for name, info in _read_run_file(ckpt / COMPLETE_RECORD)["files"].items():
-        if sha256_file(ckpt / name) != info.get("sha256"):
-            raise ZagreusError(f"{ckpt / name} differs from the sha256 recorded when it was saved (corrupt); "
-                               f"move {ckpt.name} out of {ckpt.parent} to resume from the checkpoint before it, "
-                               "or retrain with --force")
-
-
-# --- what a run was trained on, and moving an earlier run aside ---------------------------
-
-def _token_files(s: Settings) -> list[tuple[str, Path]]:
-    """(key, file) of every token file the run reads: ``*.ds``, their index and metadata files."""
-    found = []
-    for i, folder in enumerate(s.dataset_folders):
-        folder = Path(folder)
-        if folder.is_dir():
-            for f in sorted(folder.iterdir()):
-                if f.is_file() and (f.name.endswith(".ds") or ".ds." in f.name or f.suffix == ".metadata"):
-                    found.append((f"{i}:{folder.name}/{f.name}", f))
-    return found
-
-
-def _tokenizer_files(name: str) -> list[Path]:
-    """The files the trainer loads the tokenizer from (see :func:`_load_tokenizer`)."""
-    p = Path(name) if name else None
-    if p is not None and p.is_file() and (p.parent / "tokenizer_config.json").is_file():
-        p = p.parent
-    if p is not None and p.is_dir():
-        return sorted(f for f in p.iterdir() if f.is_file())
-    if p is not None and p.is_file():
-        return [p]
-    if name:
-        try:  # a Hub id: the cached files, when there are any
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = [try_to_load_from_cache(name, f) for f in ("tokenizer.json", "tokenizer_config.json")]
-            return [Path(c) for c in cached if isinstance(c, str)]
-        except Exception:
-            return []
-    return []
-
-
-def run_inputs(s: Settings, known: dict | None = None) -> tuple[str, dict]:
-    """(fingerprint, record) of what a run is trained on: its settings (:meth:`Settings.digest`),
-    the tokenizer's files and the token files, by content (sha256). A token file whose size and
-    mtime equal those in ``known`` (an earlier record) keeps its recorded hash; others are hashed."""
-    from ..pipeline.manifest import sha256_file, sha256_json
-
-    known_files = (known or {}).get("token_files") or {}
-    files = {}
-    for key, f in _token_files(s):
-        st = f.stat()
-        old = known_files.get(key) or {}
-        same = old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old.get("sha256")
-        files[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                      "sha256": old["sha256"] if same else sha256_file(f)}
-    tokenizer = {f.name: sha256_file(f) for f in _tokenizer_files(s.tokenizer_name_or_path)}
-    record = {"settings": s.digest(), "tokenizer": tokenizer, "token_files": files}
-    fingerprint = sha256_json([record["settings"], tokenizer, {k: v["sha256"] for k, v in files.items()}])[:16]
-    return fingerprint, record
-
-
-def _differences(previous: dict | None, s: Settings, inputs: dict) -> str:
-    """What differs between an earlier run's record and this run (for messages)."""
-    if not previous:
-        return "checkpoints without a run record"
-    parts = []
-    before = previous.get("inputs") or {}
-    if previous.get("digest") != s.digest():
-        old, now = previous.get("settings") or {}, json.loads(json.dumps(asdict(s)))  # tuples as lists
-
-        def view(key, value):  # as the digest sees it: token folders and a local tokenizer by name
-            if key == "dataset_folders":
-                return [Path(f).name for f in value or ()]
-            return Path(value).name if key == "tokenizer_name_or_path" and value and Path(value).is_absolute() else value
-
-        keys = [k for k, v in now.items() if k not in ("checkpoints_path", "resume_checkpoint_path")
-                and view(k, old.get(k)) != view(k, v)]
-        if keys:
-            parts.append(f"settings ({', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''})")
-    if not before:
-        parts.append("inputs not recorded")
-    else:
-        if before.get("tokenizer") != inputs["tokenizer"]:
-            parts.append("tokenizer")
-        old_files = {k: v.get("sha256") for k, v in (before.get("token_files") or {}).items()}
-        new_files = {k: v["sha256"] for k, v in inputs["token_files"].items()}
-        changed = sorted(k.split(":", 1)[-1] for k in set(old_files) | set(new_files)
-                         if old_files.get(k) != new_files.get(k))
-        if changed:
-            parts.append(f"token files ({', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''})")
-    return ", ".join(parts) or "other inputs"
-
-
-def move_aside(items: list[Path], stage: Path, label: str, reason: str) -> Path | None:
-    """Move the existing ``items`` (checkpoint folders, logs) into ``<stage>/previous/<time>-<label>/``
-    with a ``moved.json`` saying why; nothing is deleted. Returns that folder (None: nothing to move)."""
-    items = [p for p in items if p is not None and p.exists()]
-    if not items:
-        return None
-    base = Path(stage) / PREVIOUS / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
-    dest, n = base, 1
-    while dest.exists():
-        n += 1
-        dest = base.with_name(f"{base.name}-{n}")
-    dest.mkdir(parents=True)
-    for p in items:
-        os.replace(p, dest / p.name)
-    _write_atomic(dest / manifest.SET_ASIDE_RECORD, {"reason": reason, "from": str(Path(stage)),
-                                       "items": [p.name for p in items],
-                                       "moved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return dest
-
-
-def step_of(checkpoint: str | Path) -> int:
-    return int(Path(checkpoint).name[len(CHECKPOINT_PREFIX):])
-
-
-def _truncate_jsonl(path: Path, max_step: int) -> None:
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= max_step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            break  # a line cut by the kill: drop it and what follows
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-
-
-def _metrics_callback_class():
-    from transformers import TrainerCallback
-
-    class MetricsCallback(TrainerCallback):
-        """One JSON line per optimizer step: loss, lr, grad norm, tokens seen, tokens/s."""
-
-        def __init__(self, metrics_path: Path, tokens_per_step: int, samples_path: Path | None, sink: list,
-                     step_delay: float = 0.0):
-            self.metrics_path, self.samples_path = metrics_path, samples_path
-            self.tokens_per_step = tokens_per_step
-            self.sink = sink
-            self.step_delay = step_delay
-            self._t = None
-            self._step_time = None
-            self.t_start = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self._t = self.t_start = time.perf_counter()
-            self._cpu = time.process_time()
-            self._step_cpu = None
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if not state.is_world_process_zero:
-                self.sink.clear()
-                return
-            if self.step_delay:  # ZAGREUS_STEP_DELAY: throttle (lets a test kill a run mid-way)
-                time.sleep(self.step_delay)
-            now, cpu = time.perf_counter(), time.process_time()
-            self._step_time, self._step_cpu = now - self._t, cpu - self._cpu
-            self._t, self._cpu = now, cpu
-            if self.samples_path is not None:
-                with open(self.samples_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"step": state.global_step, "samples": list(self.sink)}) + "\n")
-            self.sink.clear()
-
-        def on_save(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:  # the Trainer has written the whole checkpoint: record it
-                record_complete(Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs or not state.is_world_process_zero:
-                return
-            dt = self._step_time or float("nan")
-            row = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
-                   "grad_norm": logs.get("grad_norm"), "tokens_seen": state.global_step * self.tokens_per_step,
-                   "tokens_per_sec": self.tokens_per_step / dt if dt and dt == dt else None,
-                   "step_time_s": dt, "step_cpu_s": self._step_cpu, "elapsed_s": time.perf_counter() - self.t_start}
-            with open(self.metrics_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
-
-    return MetricsCallback
-
-
-def _quiet_progress_class():
-    from transformers.trainer_callback import ProgressCallback
-
-    class QuietProgress(ProgressCallback):
-        """The tqdm bar without a printed dict per logged step."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.training_bar is not None and logs and "loss" in logs:
-                self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
-
-    return QuietProgress
-
-
-def _trainer_class():
-    from transformers import Trainer
-
-    class ZagreusTrainer(Trainer):
-        """transformers' Trainer, recording which samples each step consumed."""
-
-        sample_sink: list | None = None
-
-        def _load_optimizer_and_scheduler(self, checkpoint):
-            # DDP on CPU (torchrun, gloo): transformers maps the optimizer state to args.device, here
-            # "cpu:<rank>", a location torch.load cannot restore; the state belongs on "cpu".
-            if checkpoint is None or self.args.world_size <= 1 or self.args.device.type != "cpu":
-                return super()._load_optimizer_and_scheduler(checkpoint)
-            import torch
-
-            opt, sched = Path(checkpoint) / "optimizer.pt", Path(checkpoint) / "scheduler.pt"
-            if opt.is_file() and sched.is_file():
-                self.optimizer.load_state_dict(torch.load(opt, map_location="cpu", weights_only=True))
-                self.lr_scheduler.load_state_dict(torch.load(sched, weights_only=True))
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            idx = inputs.pop("sample_index", None)
-            if idx is not None and self.sample_sink is not None:
-                self.sample_sink.extend(int(i) for i in idx.tolist())
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
-
-    return ZagreusTrainer
 
 
 # --- training -------------------------------------------------------------------------------
@@ -707,8 +298,6 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     if on_mismatch not in ("error", "move_aside", "restart"):
         raise ZagreusError(f"on_mismatch must be 'error' or 'move_aside', not {on_mismatch!r}")
     if isinstance(config, (str, Path)):
-        from ..nanotron.config import load
-
         path = Path(config)
         config = load(path)
         base = base or Path.cwd()
@@ -724,24 +313,24 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
 
     # what is already there, and was it trained on these settings and inputs?
     run_file = out / RUN_FILE
-    previous = _read_run_file(run_file)
+    previous = read_record(run_file)
     fingerprint, inputs = run_inputs(s, (previous or {}).get("inputs"))
-    if force or _other_run(previous, out, fingerprint):
+    if force or other_run(previous, out, fingerprint):
         reason = "retrained on request (force)" if force else \
-            f"trained on other {_differences(previous, s, inputs)}"
+            f"trained on other {differences(previous, s, inputs)}"
         if not force and on_mismatch == "error":
             raise ZagreusError(f"{out} holds a run {reason}; rerun with --restart-on-mismatch (moves it to "
                                f"{out.parent / PREVIOUS}/), or choose another output folder")
-        dest = _set_aside_run(out, metrics, samples, previous, reason) if main else None
+        dest = set_aside_run(out, metrics, samples, previous, reason) if main else None
         if dest is not None:
             moved.append(str(dest))
             notes.append(f"the earlier run in {out} ({reason}) was moved to {dest}; delete it when no longer needed")
         previous = None
-    run_record = {"digest": s.digest(), "fingerprint": fingerprint, "settings": asdict(s), "inputs": inputs}
+    run_record = {"digest": s.digest(), "fingerprint": fingerprint, "settings": s.record(), "inputs": inputs}
     if previous and previous.get("result"):
         run_record["result"] = previous["result"]
     if main:
-        _write_atomic(run_file, run_record)
+        write_atomic(run_file, run_record)
 
     resume_from: Path | None = None
     explicit = resume if isinstance(resume, (str, Path)) and resume != "auto" else s.resume_checkpoint_path
@@ -765,7 +354,7 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
             notes.append(f"{', '.join(p.name for p in stale)} (incomplete, or after the resume point) moved to {dest}")
         for p in (metrics, samples):
             if p is not None:
-                _truncate_jsonl(p, step_of(resume_from) if resume_from is not None else 0)
+                truncate_jsonl(p, step_of(resume_from) if resume_from is not None else 0)
 
     ckpts = checkpoints(out)
     if resume_from is not None and step_of(resume_from) >= s.train_steps:
@@ -791,7 +380,7 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     world = int(os.environ.get("WORLD_SIZE", "1"))
     global_batch = s.micro_batch_size * s.accumulation * world
     dataset = TokenDataset(list(s.dataset_folders), s.sequence_length, s.train_steps * global_batch,
-                           seed=s.data_seed, vocab_size=s.vocab_size,
+                           seed=s.data_seed, vocab_size=s.arch.vocab_size,
                            weights=list(s.dataset_weights) if s.dataset_weights else None)
     if dataset.epochs > 1:
         notes.append(f"the data holds {sum(dataset.lengths)} samples for {len(dataset)} needed: "
@@ -817,15 +406,15 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
 
     sink: list[int] = []
     delay = float(os.environ.get("ZAGREUS_STEP_DELAY", "0") or 0)
-    callback = _metrics_callback_class()(metrics, global_batch * s.sequence_length, samples, sink, delay)
-    trainer = _trainer_class()(model=model, args=args, train_dataset=dataset, data_collator=collate,
+    callback = metrics_callback_class()(metrics, global_batch * s.sequence_length, samples, sink, delay)
+    trainer = trainer_class()(model=model, args=args, train_dataset=dataset, data_collator=collate,
                                processing_class=_load_tokenizer(s.tokenizer_name_or_path),
                                optimizers=(optimizer, scheduler), callbacks=[callback])
     trainer.sample_sink = sink
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # no printed dict per step: metrics.jsonl has them
     if progress:
-        trainer.add_callback(_quiet_progress_class()())
+        trainer.add_callback(quiet_progress_class()())
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Writing model shards" at every checkpoint
     t0 = time.perf_counter()
@@ -848,34 +437,8 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
         fingerprint, moved)
     run_record["result"] = result.as_dict()
     if main:
-        _write_atomic(run_file, run_record)
+        write_atomic(run_file, run_record)
     return result
-
-
-def _read_run_file(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError:
-        return None
-
-
-def _other_run(previous: dict | None, out: Path, fingerprint: str) -> bool:
-    """The output folder holds a run trained on other settings or inputs (or checkpoints without a record)."""
-    if previous:
-        return previous.get("fingerprint") != fingerprint
-    return bool(checkpoints(out, complete_only=False))
-
-
-def _set_aside_run(out: Path, metrics: Path, samples: Path | None, previous: dict | None, reason: str) -> Path | None:
-    """Move an earlier run (its checkpoint folder with ``run.json``, its logs) to ``<stage>/previous/``;
-    a record with no checkpoint and no log holds nothing computed and is just replaced."""
-    logs = [p for p in (metrics, samples, out.parent / SAMPLES) if p is not None and p.is_file()]
-    if not checkpoints(out, complete_only=False) and not logs:
-        return None
-    label = ((previous or {}).get("fingerprint") or "unrecorded")[:8]
-    dest = move_aside([out, *dict.fromkeys(logs)], out.parent, label, reason)
-    out.mkdir(parents=True, exist_ok=True)
-    return dest
 
 
 def set_aside_other_run(config: dict | str | Path, *, base: str | Path | None = None,
@@ -886,31 +449,23 @@ def set_aside_other_run(config: dict | str | Path, *, base: str | Path | None = 
     this run's record (so that the ranks agree and need not hash the token files again). Returns
     where the earlier run went (None: nothing moved)."""
     if isinstance(config, (str, Path)):
-        from ..nanotron.config import load
-
         config = load(Path(config))
     s = Settings.from_nanotron(config, base)
     out = Path(s.checkpoints_path)
     run_file = out / RUN_FILE
-    previous = _read_run_file(run_file)
+    previous = read_record(run_file)
     fingerprint, inputs = run_inputs(s, (previous or {}).get("inputs"))
     dest = None
-    if force or _other_run(previous, out, fingerprint):
-        reason = "retrained on request (force)" if force else f"trained on other {_differences(previous, s, inputs)}"
-        dest = _set_aside_run(out, out.parent / METRICS, out.parent / SAMPLES, previous, reason)
+    if force or other_run(previous, out, fingerprint):
+        reason = "retrained on request (force)" if force else f"trained on other {differences(previous, s, inputs)}"
+        dest = set_aside_run(out, out.parent / METRICS, out.parent / SAMPLES, previous, reason)
         previous = None
     out.mkdir(parents=True, exist_ok=True)
-    record = {"digest": s.digest(), "fingerprint": fingerprint, "settings": asdict(s), "inputs": inputs}
+    record = {"digest": s.digest(), "fingerprint": fingerprint, "settings": s.record(), "inputs": inputs}
     if previous and previous.get("result"):
         record["result"] = previous["result"]
-    _write_atomic(run_file, record)
+    write_atomic(run_file, record)
     return dest
-
-
-def _write_atomic(path: Path, record: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
 
 
 def stored_result(output_dir: str | Path) -> "TrainResult | None":

@@ -3,9 +3,9 @@
 ``render(spec)`` builds the YAML that nanotron's ``run_train.py --config-file`` reads; for the
 ``full`` profile the results are committed as ``configs/nanotron/zagreus_350M_<lang>.yaml`` (a
 test checks they equal the renderer's output). For ``ita`` the rendered config carries every
-value of the report's config (section 4) except the documented :data:`CORRECTIONS` (where the
-report's config is wrong: invalid YAML, keys at a level nanotron rejects) and
-:data:`ADAPTATIONS` (where it names things that only exist on the report's cluster).
+value of the report's config (section 4) except the documented corrections and adaptations of
+:mod:`zagreus_utils.nanotron.report_config`. The model section comes from
+:class:`zagreus_utils.model.arch.LlamaArch` (:func:`model_section`).
 
 Validation is strict as nanotron is (dacite in strict mode: an unknown key is an error), against
 :mod:`zagreus_utils.nanotron.schema`, plus the cross-field assertions of nanotron's
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,10 @@ import yaml
 
 from ..pipeline import paths
 from ..pipeline.errors import ZagreusError
+from ..pipeline.spec import available, load_spec
 from ..pipeline.stages import folder_name
+from ..model.arch import LlamaArch, head_problems
+from . import schema
 
 KIT_NOTEBOOKS = paths.NOTEBOOKS  # the kit's stage notebooks (as imported; a runner may be given others)
 
@@ -61,78 +63,6 @@ IGNORE_SANITY_CHECKS = True
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "passive")
 DTYPES = ("bfloat16", "float16", "float32", "float", "half", "bf16", "fp16", "fp32", "float64", "int64")
-
-
-@dataclass(frozen=True)
-class Correction:
-    """A difference between the report's config and the rendered one, with its reason."""
-
-    key: str     # dotted key in the rendered config ("*" for the whole file)
-    kind: str    # "correction" (the report's config is wrong) | "adaptation" (site-specific value)
-    reason: str
-
-    def as_row(self, report_value: Any = None, kit_value: Any = None) -> dict:
-        return {"key": self.key, "kind": self.kind, "report": _short(report_value),
-                "rendered": _short(kit_value), "reason": self.reason}
-
-
-CORRECTIONS: tuple[Correction, ...] = (
-    Correction("*", "correction",
-               "Invalid YAML: `  save_initial_state: false` is indented under the scalar "
-               "`save_final_state: false` (yaml: 'mapping values are not allowed here'); no YAML "
-               "parser, nanotron's included, loads the file. The line is un-indented."),
-    Correction("checkpoints.resume_checkpoint_path", "correction",
-               "Written at the top level, where nanotron's Config has no such field: dacite's strict "
-               "mode rejects the file (UnexpectedDataError). It belongs under `checkpoints`."),
-    Correction("checkpoints.save_final_state", "correction",
-               "Written at the top level (not a Config field; rejected in strict mode). Moved under "
-               "`checkpoints`; the report's value (false) is kept."),
-    Correction("checkpoints.save_initial_state", "correction",
-               "Written (mis-indented) outside `checkpoints`. Moved under `checkpoints`; the report's "
-               "value (false) is kept."),
-)
-
-ADAPTATIONS: tuple[Correction, ...] = (
-    Correction("checkpoints.checkpoints_path", "adaptation",
-               "A folder of the report's cluster; the kit writes checkpoints into its run folder "
-               "(runs/<profile>/<language>/03_pretraining/checkpoints)."),
-    Correction("checkpoints.resume_checkpoint_path", "adaptation",
-               "The report resumed an earlier run from its step-630000 checkpoint, which exists only on "
-               "its cluster; a reproduction starts from scratch (null). The pretraining stage sets it "
-               "to resume a run of its own, and pre-flight checks that the path exists."),
-    Correction("data_stages[0].data.dataset.dataset_folder", "adaptation",
-               "Paths on the report's cluster (one Italian web folder, seven fineweb-edu-350BT shards, "
-               "finepdf, starcoder, while section 3 lists fineweb sample-350BT); the kit points at its "
-               "own stage-02 output, one tokenized folder per mixture source of the language spec, "
-               "mixed in proportion to their sizes. Without dataset_weights (as in the report and in these "
-               "files, rendered before any data exists) nanotron main's TokenizedBytes loader blends the "
-               "folders equally, so the pretraining stage writes each folder's share of the tokens as "
-               "dataset_weights into the config it submits (size_weights)."),
-)
-
-#: kept as the report has them, but worth knowing (shown beside the corrections)
-OBSERVATIONS = (
-    "The schedule decays linearly from step 750,000 to 800,000 and then stays at min_decay_lr "
-    "(1e-7) for the remaining 1.2M of the 2M train_steps; the report's log line shows "
-    "'iteration: 211364 / 1500000' and lr 0.0001, neither of which this config produces "
-    "(it gives lr 0.003 at that step): the log comes from a differently configured run.",
-    "The tokenization script (section 3) tokenizes with the local path "
-    "'/hub/models--meta-llama--Llama-3.2-1B' while this config names 'meta-llama/Llama-3.2-1B': "
-    "nanotron asserts that the tokenizer string recorded in each folder's .metadata equals "
-    "tokenizer_name_or_path, so data tokenized that way is refused. The kit tokenizes with the "
-    "hub name and pre-flight checks the metadata.",
-    "The report's sbatch script sets GPUS_PER_NODE=4 with 8 nodes (32 ranks) for a config with "
-    "dp=64 (and #SBATCH --gres=gpu:8): torchrun would start 32 ranks and nanotron would refuse "
-    "the world size. The kit renders GPUs per node from the spec and pre-flights dp x tp x pp.",
-)
-
-
-def _short(value: Any, limit: int = 90) -> str:
-    if value is None:
-        return "null"
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    text = text.removesuffix("...").strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -192,34 +122,7 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
             "step": None,
         },
         "logging": dict(LOGGING),
-        "model": {
-            "ddp_bucket_cap_mb": DDP_BUCKET_CAP_MB,
-            "dtype": m.dtype,
-            "init_method": {"std": m.init_std},
-            "make_vocab_size_divisible_by": MAKE_VOCAB_SIZE_DIVISIBLE_BY,
-            "model_config": {
-                "bos_token_id": m.bos_token_id,
-                "eos_token_id": m.eos_token_id,
-                "hidden_act": m.hidden_act,
-                "hidden_size": m.hidden_size,
-                "initializer_range": m.initializer_range,
-                "intermediate_size": m.intermediate_size,
-                "is_llama_config": True,
-                "max_position_embeddings": m.max_position_embeddings,
-                "num_attention_heads": m.num_attention_heads,
-                "num_hidden_layers": m.num_hidden_layers,
-                "num_key_value_heads": m.num_key_value_heads,
-                "pad_token_id": None,
-                "pretraining_tp": 1,
-                "rms_norm_eps": m.rms_norm_eps,
-                "rope_interleaved": m.rope_interleaved,
-                "rope_scaling": None,
-                "rope_theta": m.rope_theta,
-                "tie_word_embeddings": m.tie_word_embeddings,
-                "use_cache": True,
-                "vocab_size": p.tokenizer.vocab_size,
-            },
-        },
+        "model": model_section(LlamaArch.from_spec(spec), m.dtype),
         "optimizer": {
             "accumulate_grad_in_fp32": ACCUMULATE_GRAD_IN_FP32,
             "clip_grad": t.clip_grad,
@@ -259,6 +162,17 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
     }
 
 
+def model_section(arch: LlamaArch, dtype: str) -> dict:
+    """nanotron's ``model`` section of one architecture (its ``model_config`` from :meth:`LlamaArch.to_nanotron`)."""
+    return {
+        "ddp_bucket_cap_mb": DDP_BUCKET_CAP_MB,
+        "dtype": dtype,
+        "init_method": {"std": arch.init_std},
+        "make_vocab_size_divisible_by": MAKE_VOCAB_SIZE_DIVISIBLE_BY,
+        "model_config": arch.to_nanotron(),
+    }
+
+
 def size_weights(folders: list[str | Path]) -> list[float] | None:
     """Each folder's share of the tokens (its ``*.ds`` bytes; one token size per stage), to 6
     significant digits, as ``dataset_weights``; None while a folder holds no token files yet.
@@ -294,8 +208,6 @@ def to_yaml(config: dict, header: str = "") -> str:
 
 def render_committed(language: str) -> str:
     """The text of ``configs/nanotron/zagreus_350M_<language>.yaml`` (the ``full`` profile)."""
-    from ..pipeline.spec import load_spec
-
     spec = load_spec(language, "full")
     config = render(spec)
     check(config, source=f"rendered config for full/{language}")
@@ -304,8 +216,6 @@ def render_committed(language: str) -> str:
 
 def write_committed(languages: list[str] | None = None) -> list[Path]:
     """(Re)write the committed configs; returns the files written."""
-    from ..pipeline.spec import available
-
     written = []
     NANOTRON_DIR.mkdir(parents=True, exist_ok=True)
     for lang in languages or available("languages"):
@@ -348,17 +258,8 @@ def loads(text: str, source: str = "<config>") -> dict:
     return data
 
 
-def _schema():
-    try:
-        from . import schema as nanotron_schema
-    except ImportError as exc:  # pragma: no cover - the module is part of the package
-        raise ZagreusError(f"zagreus_utils.nanotron.schema is missing ({exc}); it holds nanotron's config schema") from None
-    return nanotron_schema
-
-
 def key_problems(config: dict) -> list[str]:
     """Unknown and missing keys, each with where the key would belong."""
-    schema = _schema()
     problems = []
     for prob in schema.check_keys(config, schema.NANOTRON_SCHEMA, schema.REQUIRED):
         where = schema.dotted(prob.path) or "the top level"
@@ -466,10 +367,9 @@ def value_problems(config: dict) -> list[str]:
         need(nh % tp == 0, f"num_attention_heads ({nh}) must be divisible by tp ({tp})")
         need(nh >= nkv, f"num_attention_heads ({nh}) must be >= num_key_value_heads ({nkv})")
         need(nkv >= tp, f"num_key_value_heads ({nkv}) must be >= tp ({tp})")
-        need(nh % nkv == 0, f"num_attention_heads ({nh}) must be divisible by num_key_value_heads ({nkv})")
     h = mc.get("hidden_size")
-    if _is_int(h) and _is_int(nh):
-        need(h % nh == 0, f"hidden_size ({h}) must be divisible by num_attention_heads ({nh})")
+    if _is_int(h) and _is_int(nh) and _is_int(nkv) and nh > 0 and nkv > 0:
+        probs.extend(head_problems(h, nh, nkv))
     return probs
 
 
@@ -549,121 +449,3 @@ class NanotronSchedule:
                    s.get("lr_decay_starting_step"), s.get("lr_decay_steps"), s.get("lr_decay_style") or "linear",
                    s["learning_rate"] if s.get("min_decay_lr") is None else s["min_decay_lr"],
                    config["tokens"]["train_steps"])
-
-
-# --- the report's own config ----------------------------------------------------------------
-
-_REPORT_BLOCK = re.compile(r"Nanotron Training Configuration.*?```yaml\n(.*?)```", re.S)
-
-
-@dataclass
-class ReportConfig:
-    text: str                 # the YAML block as printed
-    yaml_error: str | None    # why it does not parse as printed
-    repaired_lines: list[int]  # 1-based lines un-indented to make it parse
-    raw: dict                 # as printed, after the minimal YAML repair
-    normalized: dict          # with top-level checkpoint keys moved under `checkpoints`
-    moved: list[str]          # the keys moved
-
-
-def extract_report_yaml(markdown: str) -> str:
-    m = _REPORT_BLOCK.search(markdown)
-    if not m:
-        raise ZagreusError("no 'Nanotron Training Configuration' YAML block found in the report's markdown")
-    return m.group(1)
-
-
-def _repair(text: str) -> tuple[dict, str | None, list[int]]:
-    """Parse, un-indenting lines that YAML refuses as 'mapping values are not allowed here'."""
-    lines = text.splitlines()
-    first_error, repaired = None, []
-    for _ in range(20):
-        try:
-            data = yaml.safe_load("\n".join(lines))
-            return data, first_error, repaired
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            if first_error is None:
-                first_error = f"line {mark.line + 1}: {exc.problem}" if mark else str(exc)
-            if mark is None or "mapping values are not allowed" not in str(getattr(exc, "problem", "")):
-                raise ZagreusError(f"the report's nanotron config is not valid YAML ({first_error}) "
-                                   "and cannot be repaired automatically") from None
-            idx = mark.line
-            prev = next(j for j in range(idx - 1, -1, -1) if lines[j].strip())
-            indent = len(lines[prev]) - len(lines[prev].lstrip())
-            lines[idx] = " " * indent + lines[idx].lstrip()
-            repaired.append(idx + 1)
-    raise ZagreusError("the report's nanotron config could not be repaired")
-
-
-def report_config(markdown_path: str | Path | None = None) -> ReportConfig:
-    """The report's section-4 config: as printed, repaired to parse, and normalised."""
-    source = Path(markdown_path or paths.DEFAULT_REPORT_SOURCE)
-    if not source.is_file():
-        raise ZagreusError(f"the report's markdown is not at {source}; pass its path")
-    text = extract_report_yaml(source.read_text(encoding="utf-8"))
-    raw, error, repaired = _repair(text)
-    normalized = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    moved = []
-    ckpt_keys = set(_schema().CHECKPOINTS)
-    for key in list(normalized):
-        if key in ckpt_keys and key not in _schema().NANOTRON_SCHEMA:
-            normalized.setdefault("checkpoints", {})[key] = normalized.pop(key)
-            moved.append(key)
-    return ReportConfig(text, error, repaired, raw, normalized, moved)
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": [1, {"c": 2}]}}`` -> ``{"a.b": [...]}``: lists of scalars stay leaves."""
-    out: dict[str, Any] = {}
-    if isinstance(node, dict):
-        if not node and prefix:
-            out[prefix] = {}
-        for k, v in node.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(node, list) and any(isinstance(x, (dict, list)) for x in node):
-        for i, v in enumerate(node):
-            out.update(flatten(v, f"{prefix}[{i}]"))
-    else:
-        out[prefix] = node
-    return out
-
-
-def differences(report: dict, rendered: dict) -> list[dict]:
-    """Leaves that differ between two configs: ``{key, report, rendered}``."""
-    a, b = flatten(report), flatten(rendered)
-    rows = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if va != vb:
-            rows.append({"key": key, "report": va, "rendered": vb})
-    return rows
-
-
-def corrections_table(rendered: dict, report: ReportConfig | None = None) -> list[dict]:
-    """Every correction and adaptation with the report's and the rendered value and the reason.
-
-    With the report's config given, also checks that each difference is documented: an
-    undocumented difference is returned with kind ``UNDOCUMENTED``.
-    """
-    documented = {c.key: c for c in CORRECTIONS + ADAPTATIONS}
-    rows = []
-    flat_r = flatten(rendered)
-    flat_p = flatten(report.normalized) if report else {}
-    raw_top = report.raw if report else {}
-    for c in CORRECTIONS:
-        if c.key == "*":
-            rows.append(c.as_row(f"(does not parse: {report.yaml_error})" if report and report.yaml_error
-                                 else "(does not parse)", "(parses)"))
-        else:
-            leaf = c.key.split(".", 1)[1]
-            rows.append(c.as_row(f"top level: {leaf}: {_short(raw_top.get(leaf))}" if report else None,
-                                 flat_r.get(c.key)))
-    for c in ADAPTATIONS:
-        rows.append(c.as_row(flat_p.get(c.key) if report else None, flat_r.get(c.key)))
-    if report:
-        for d in differences(report.normalized, rendered):
-            if d["key"] not in documented:
-                rows.append({"key": d["key"], "kind": "UNDOCUMENTED", "report": _short(d["report"]),
-                             "rendered": _short(d["rendered"]), "reason": "not listed in CORRECTIONS/ADAPTATIONS"})
-    return rows

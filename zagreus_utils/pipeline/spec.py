@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from . import paths
 from .errors import ZagreusError
+from ..model.arch import head_problems
 
 
 class _Strict(BaseModel):
@@ -118,12 +119,9 @@ class ModelSettings(_Strict):
 
     @model_validator(mode="after")
     def _heads(self):
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
-                             f"num_attention_heads {self.num_attention_heads}")
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(f"num_attention_heads {self.num_attention_heads} is not divisible by "
-                             f"num_key_value_heads {self.num_key_value_heads} (GQA groups)")
+        problems = head_problems(self.hidden_size, self.num_attention_heads, self.num_key_value_heads)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

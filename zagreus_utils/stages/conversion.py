@@ -1,7 +1,7 @@
 """Stage 04: checkpoints between nanotron's layout and Hugging Face transformers.
 
 ``smoke``: every local pretraining checkpoint (a transformers folder) is exported to nanotron's
-layout and converted back, as the round-trip check of :mod:`zagreus_utils.convert.core`; the HF folders
+layout and converted back, as the round-trip check of :mod:`zagreus_utils.convert`; the HF folders
 under ``hf/step-<N>/`` (with the run's tokenizer and a model card) are what SFT and evaluation use.
 ``full``: the nanotron checkpoints written on the cluster (the rendered config's
 ``checkpoints_path``) are converted to HF folders the same way.
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..convert import core as convert
+from .. import convert
+from ..model import checkpoints
 from ..pipeline import manifest, paths
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import Spec, load_spec
@@ -53,8 +54,6 @@ def final_model(run_dir: Path) -> Path:
 
 def _sources(spec: Spec, run_dir: Path) -> tuple[str, list[tuple[int, Path]]]:
     """(kind, [(step, checkpoint folder)]) of what this run's pretraining produced."""
-    from ..model import trainer
-
     pre = run_dir / "03_pretraining"
     if spec.profile.name == "full" or not (pre / "checkpoints").is_dir():
         config = next(iter(sorted(pre.glob("*.yaml"))), None)
@@ -72,12 +71,12 @@ def _sources(spec: Spec, run_dir: Path) -> tuple[str, list[tuple[int, Path]]]:
         if not steps:
             raise ZagreusError(f"{ckpt_root} holds no <step>/ checkpoint folders")
         return "nanotron", steps
-    ckpts = trainer.checkpoints(pre / "checkpoints")
+    ckpts = checkpoints.checkpoints(pre / "checkpoints")
     if not ckpts:
         raise ZagreusError(f"{pre / 'checkpoints'} holds no complete checkpoint; rerun pretraining: "
                            f"zagreus run --profile {spec.profile.name} --languages {spec.language.code} "
                            "--stages pretraining --force")
-    return "hf", [(trainer.step_of(c), c) for c in ckpts]
+    return "hf", [(checkpoints.step_of(c), c) for c in ckpts]
 
 
 def _tokens_seen(run_dir: Path) -> dict[int, int]:

@@ -25,8 +25,9 @@ from typing import Any
 import pandas as pd
 
 from ..pipeline import manifest, paths
-from ..nanotron import config as ncfg, logs as nanotron_logs
+from ..nanotron import config as ncfg, logs as nanotron_logs, report_config
 from ..model import planning, preflight
+from ..model.arch import LlamaArch
 from ..cluster import sbatch, slurm
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import load_spec
@@ -52,7 +53,7 @@ class Prepared:
     validation: str
     committed_path: Path
     committed_up_to_date: bool | None
-    report: ncfg.ReportConfig | None
+    report: report_config.ReportConfig | None
     corrections: list[dict]
     checks: list[preflight.Check]
     sbatch_path: Path
@@ -123,11 +124,11 @@ def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path =
     committed = ncfg.committed_path(language)
     up_to_date = committed.read_text(encoding="utf-8") == ncfg.render_committed(language) if committed.is_file() else None
     try:
-        report = ncfg.report_config(report_source)
+        report = report_config.report_config(report_source)
     except ZagreusError:
         report = None
     full_cfg = ncfg.render(load_spec(language, "full"))
-    corrections = ncfg.corrections_table(full_cfg, report)
+    corrections = report_config.corrections_table(full_cfg, report)
 
     # the local entry runs this kit's own environment (no site modules); nanotron the cluster's
     site = {"venv": sys.prefix, "modules": ()} if entry == "local" and sys.prefix != sys.base_prefix else {}
@@ -348,8 +349,8 @@ def curves(df: pd.DataFrame, title: str = ""):
 def planner(prep: Prepared, result=None) -> dict[str, pd.DataFrame]:
     """Parameters, FLOPs, memory, MFU and the plan, for the report's config and for this run."""
     full = load_spec(prep.language, "full")
-    full_arch = planning.Architecture.from_spec(full)
-    run_arch = planning.Architecture.from_spec(prep.spec)
+    full_arch = LlamaArch.from_spec(full)
+    run_arch = LlamaArch.from_spec(prep.spec)
     seq_full, seq_run = full.profile.training.sequence_length, prep.spec.profile.training.sequence_length
 
     arch_rows = []
@@ -452,6 +453,6 @@ def write_outputs(prep: Prepared, result=None, df: pd.DataFrame | None = None,
         out.note(f"Local run: loss {result.initial_loss:.3f} -> {result.final_loss:.3f} over {result.steps} steps, "
                  f"{len(result.checkpoints)} checkpoints, median {result.tokens_per_sec_median or 0:,.0f} tokens/s "
                  f"({result.device}, {result.precision}).")
-    for note in list(ncfg.OBSERVATIONS) + prep.notes + list(getattr(result, "notes", []) or []):
+    for note in list(report_config.OBSERVATIONS) + prep.notes + list(getattr(result, "notes", []) or []):
         out.note(note)
     return out.write()

@@ -1,0 +1,7 @@
+"""``python -m zagreus_utils.convert nanotron-to-hf|hf-to-nanotron ...``"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
