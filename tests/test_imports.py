@@ -63,6 +63,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_every_module_imports():
     for name in sorted(_graph()):
+        if name.endswith(".__main__"):  # `python -m` entry points: they run their command when imported
+            continue
         importlib.import_module(name)
 
 
