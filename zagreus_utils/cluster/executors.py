@@ -28,22 +28,14 @@ from typing import Any
 
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
 
+from ..pipeline.context import check_launcher
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import Spec
-
-LAUNCHERS = ("local", "slurm")
 
 # What may appear unquoted in an ``#SBATCH --key=value`` line or on datatrove's ``srun`` line:
 # no blanks, quotes, ``$``, backticks, ``;``, ``&``, ``|``, redirections or newlines.
 _SAFE = re.compile(r"^[A-Za-z0-9_.,:/@%+=\-]+$")
 _SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{1,2}){0,2}$|^\d+-\d{1,2}$")
-
-
-def check_launcher(launcher: str) -> str:
-    if launcher not in LAUNCHERS:
-        raise ZagreusError(f"unknown launcher {launcher!r}; choose one of: {', '.join(LAUNCHERS)} "
-                           "(the notebook parameter `launcher`, or `zagreus run --launcher`)")
-    return launcher
 
 
 def _safe(value: Any, key: str, where: str) -> str:
@@ -341,6 +333,16 @@ def slurm_dry_run(executor) -> str:
     jobs = math.ceil(len(ranks) / executor.tasks_per_job)
     max_array = min(jobs, executor.max_array_size) if executor.max_array_size != -1 else jobs
     return executor.get_launch_file_contents(executor.get_sbatch_args(max_array), _run_line(executor))
+
+
+def write_dry_run_scripts(jobs: list[tuple[str, Any]], folder: Path) -> dict[str, str]:
+    """The sbatch script of each ``(job name, executor)``, written to ``<folder>/<job>.sbatch``."""
+    scripts = {}
+    for name, ex in jobs:
+        scripts[name] = slurm_dry_run(ex)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.sbatch").write_text(scripts[name])
+    return scripts
 
 
 def sbatch_command(executor, script_path: str = "launch_script.slurm") -> list[str]:

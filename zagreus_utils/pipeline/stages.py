@@ -87,3 +87,9 @@ def select(keys: list[str] | None, folder: Path | None = None) -> list[Stage]:
             raise ZagreusError(f"unknown stage {key!r}. Valid stages: {valid}")
         chosen.extend(m for m in match if m not in chosen)
     return sorted(chosen, key=lambda s: s.number)
+
+
+def folder_name(key: str) -> str:
+    """The stage folder's name of stage ``key`` (``"data"`` -> ``"01_data"``), from the notebooks."""
+    (stage,) = select([key])
+    return stage.name
