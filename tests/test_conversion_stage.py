@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from conftest import stage_ctx
 from zagreus_utils.stages import conversion
 from zagreus_utils.pipeline import spec
 from zagreus_utils.model import trainer
@@ -66,7 +67,7 @@ def test_no_checkpoints_is_a_clear_error(tmp_path):
 
 def test_stage_refuses_to_run_before_pretraining(tmp_path):
     with pytest.raises(ZagreusError, match="03_pretraining has not run"):
-        conversion.run("smoke", "ita", run_dir=str(tmp_path / "r"), out_dir=str(tmp_path / "o"))
+        conversion.run(stage_ctx("conversion", tmp_path / "r", out_dir=tmp_path / "o"))
 
 
 def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_config(tmp_path):

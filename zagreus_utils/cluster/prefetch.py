@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..pipeline.errors import ZagreusError
-from ..stages.data_inputs import hub_input
+from ..stages.data_inputs import SourceInput, hub_input
 
 TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "config.json", "generation_config.json"]
 NLTK_RESOURCES = ("punkt_tab",)
@@ -182,7 +182,7 @@ def cached_input(source, spec):
             f"{hub_cache()}: run `zagreus prefetch --profile {spec.profile.name} --languages "
             f"{spec.language.code}` on a login node with the same HF_HOME, or use the smoke profile (--profile smoke)")
     folder = inp.folder.removeprefix(f"hf://datasets/{source.dataset}").strip("/")
-    return data.SourceInput(source, str(snap / folder) if folder else str(snap), inp.glob, inp.text_key, local=True)
+    return SourceInput(source, str(snap / folder) if folder else str(snap), inp.glob, inp.text_key, local=True)
 
 
 def fetch(item: Item) -> Path | None:

@@ -62,7 +62,7 @@ class StageContext:
     language: str | None  # None for a per-profile stage
     languages: tuple[str, ...]  # a per-profile stage's languages; (language,) for a per-language one
     run_dir: Path  # runs/<profile>/<language> (per language) or runs/<profile> (per profile)
-    out_dir: Path  # this stage's folder (created)
+    out_dir: Path  # this stage's folder (the stage creates it once its checks pass: a refusal leaves none)
     launcher: str = "local"
     overrides: dict[str, Any] = field(default_factory=dict)
     force: bool = False
@@ -80,7 +80,6 @@ class StageContext:
         lang = language if stage.scope == "language" else None
         rd = Path(run_dir) if str(run_dir) else paths.run_dir(profile, lang)
         od = Path(out_dir) if str(out_dir) else rd / stage.name
-        od.mkdir(parents=True, exist_ok=True)
         langs = tuple(languages) if languages else ((language,) if language else ())
         return cls(stage, profile, lang, langs, rd.resolve(), od.resolve(), check_launcher(launcher),
                    parse_overrides(overrides), bool(force))

@@ -245,6 +245,7 @@ def run(ctx: StageContext, *, progress: bool = True) -> StageResult:
     """The stage: convert, verify, size, sample, card; the tables for the notebook and the HTML report."""
     spec, od = ctx.spec, ctx.out_dir
     ctx.upstream("pretraining")
+    od.mkdir(parents=True, exist_ok=True)
     # minutes of CPU work on files the earlier stages wrote: it runs here whatever the launcher
     manifest.LaunchRecord(od, manifest.in_process(ctx.launcher), ctx.launcher,
                           note="" if ctx.launcher == "local" else "conversion runs in the notebook's process, not as a job")

@@ -57,7 +57,7 @@ from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
 from ..pipeline.spec import Spec
 from .data_filters import CodeQuality, MinChars, ProseQuality, RegexWordTokenizer, TagShards, minhash_config
-from .data_inputs import SourceInput, check_input, group_of, hub_input, local_input
+from .data_inputs import Layout, SourceInput, check_input, group_of, hub_input, local_input
 from .data_report import (BYTES_PER_TOKEN_ESTIMATE, EXAMPLE_COLUMNS, STEP_COLUMNS, collect_stats, jsonl_stats,
                           mixture_figure, mixture_table, removed_figure, style_examples, style_mixture, style_steps)
 from .reruns import code_digest, fresh_if_changed
@@ -67,23 +67,6 @@ CODE = ("stages/data", "stages/data_filters", "stages/data_inputs", "cluster/exe
 
 # tqdm.auto (imported by datatrove's dependencies) warns in every notebook without ipywidgets.
 warnings.filterwarnings("ignore", message="IProgress not found")
-
-# --- layout of the stage folder --------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Layout:
-    out: Path
-
-    @property
-    def raw(self) -> Path: return self.out / "raw"
-    def clean(self, sid: str) -> Path: return self.out / "clean" / sid
-    def removed(self, sid: str, step: str) -> Path: return self.out / "removed" / sid / step
-    def filtered(self, sid: str) -> Path: return self.out / "work" / sid / "filtered"
-    def minhash(self, sid: str, part: str) -> Path: return self.out / "work" / sid / "minhash" / part
-    def logs(self, job: str) -> Path: return self.out / "logs" / job
-    @property
-    def stats(self) -> Path: return self.out / "stats"
-
 
 # --- the stage -------------------------------------------------------------------------------
 
@@ -288,6 +271,7 @@ def run(ctx: StageContext, *, sources_dir: str | os.PathLike | None = None, dry_
     """
     spec, launcher = ctx.spec, ctx.launcher
     layout = Layout(ctx.out_dir)
+    layout.out.mkdir(parents=True, exist_ok=True)
     result = StageResult(layout.out, launcher)
     launch = manifest.LaunchRecord(layout.out, "slurm" if launcher == "slurm" and not dry_run else
                                    ("local" if launcher == "local" else "none (Slurm dry run)"), launcher)

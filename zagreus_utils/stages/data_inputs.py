@@ -1,5 +1,5 @@
 """Stage 01's inputs: where each mixture source's shards are (a local folder, or the report's
-datasets on the Hugging Face hub), checked before any pipeline runs."""
+datasets on the Hugging Face hub), checked before any pipeline runs; and where the stage writes."""
 
 from __future__ import annotations
 
@@ -111,3 +111,20 @@ def _first_jsonl_record(path: Path) -> dict | None:
                 except json.JSONDecodeError:
                     raise ZagreusError(f"{path}: the first record is not valid JSON") from None
     return None
+
+
+# --- layout of the stage folder --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    out: Path
+
+    @property
+    def raw(self) -> Path: return self.out / "raw"
+    def clean(self, sid: str) -> Path: return self.out / "clean" / sid
+    def removed(self, sid: str, step: str) -> Path: return self.out / "removed" / sid / step
+    def filtered(self, sid: str) -> Path: return self.out / "work" / sid / "filtered"
+    def minhash(self, sid: str, part: str) -> Path: return self.out / "work" / sid / "minhash" / part
+    def logs(self, job: str) -> Path: return self.out / "logs" / job
+    @property
+    def stats(self) -> Path: return self.out / "stats"

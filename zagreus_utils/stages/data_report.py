@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..pipeline.spec import Spec
-from .data_inputs import SourceInput, group_of
+from .data_inputs import Layout, SourceInput, group_of
 from .display import PALETTE, fmt_int, fmt_pct, fmt_tokens, styled
 
 BYTES_PER_TOKEN_ESTIMATE = 4  # before a tokenizer exists: the usual ~4 bytes of English per token
@@ -221,3 +221,4 @@ def mixture_figure(spec: Spec, mixture: pd.DataFrame):
     for ax in (left, right):
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
+    return fig

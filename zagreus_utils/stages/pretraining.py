@@ -96,6 +96,7 @@ def prepare(ctx: StageContext, *, require_upstream: bool = True, raise_on_failur
                      f"sequences (the local launcher runs one process: dp {par.dp}).")
     rd, od = ctx.run_dir, ctx.out_dir
     tokenization_dir = ctx.upstream("tokenization", check=require_upstream)
+    od.mkdir(parents=True, exist_ok=True)
 
     config = ncfg.render(spec, run_dir=rd, checkpoints_path=od / "checkpoints",
                          tokenizer_name_or_path=_tokenizer_string(spec, tokenization_dir))

@@ -155,8 +155,8 @@ def prepare_tokenizer(spec: Spec, out: Path, sources: dict[str, dict] | None, re
         stale = fresh_if_changed(out, key, [folder], marker)
         if stale or not path.is_file():
             if not sources:
-                raise ZagreusError(f"the smoke tokenizer is trained on stage 01's clean text, which is "
-                                   f"missing; run that stage first (with the local launcher)")
+                raise ZagreusError("the smoke tokenizer is trained on stage 01's clean text, which is "
+                                   "missing; run that stage first (with the local launcher)")
             texts = (t for i in sources.values() for t in _texts(i["path"], 1 << 62))
             train_bpe(texts, cfg.vocab_size, folder, model_max_length=spec.profile.model.max_position_embeddings)
     tok = Tokenizer.from_file(str(path))
@@ -191,6 +191,7 @@ def run(ctx: StageContext, *, dry_run: bool = False, progress: bool = True) -> S
     if spec.profile.tokenizer.kind == "pretrained":
         pretrained_tokenizer_file(spec)  # refuse an uncached tokenizer before anything else
     result = StageResult(out, launcher)
+    out.mkdir(parents=True, exist_ok=True)
     launch = manifest.LaunchRecord(out, "none (Slurm dry run)" if dry else launcher, launcher)
     try:
         sources = _clean_sources(spec, data_dir)
