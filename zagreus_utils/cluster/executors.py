@@ -19,18 +19,24 @@ plain rerun (see ``data.py``/``tokenization.py``: a changed configuration gets a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+from loguru import logger
 
 from ..pipeline.context import check_launcher
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import Spec
+from . import slurm
 
 # What may appear unquoted in an ``#SBATCH --key=value`` line or on datatrove's ``srun`` line:
 # no blanks, quotes, ``$``, backticks, ``;``, ``&``, ``|``, redirections or newlines.
@@ -99,11 +105,6 @@ def slurm_bins(spec: Spec) -> int | None:
 def run_executor(executor, job: str) -> None:
     """Run a local executor, keeping datatrove's console chatter out of the notebook (the per-task
     logs stay in ``<logging_dir>/logs/``); a failing task is reported with its log folder."""
-    import contextlib
-    import io
-
-    from loguru import logger
-
     buffer = io.StringIO()
     try:
         with contextlib.redirect_stderr(buffer):
@@ -120,8 +121,6 @@ def run_executor(executor, job: str) -> None:
 
 def _restore_console_logging() -> None:
     """datatrove's task logger replaces loguru's handlers; put a quiet console handler back."""
-    from loguru import logger
-
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
 
@@ -152,11 +151,6 @@ def run_slurm(executor, job: str, *, progress: bool = True, launch=None,
     array's job id (None when every task was already complete). ``launch``: a
     :class:`zagreus_utils.pipeline.manifest.LaunchRecord` to add the jobs to.
     """
-    import subprocess
-    import time
-
-    from . import slurm
-
     if not isinstance(executor, SlurmPipelineExecutor):
         raise ZagreusError(f"run_slurm needs a Slurm executor; got {type(executor).__name__}")
     os.environ.update(slurm.environ())  # datatrove calls sbatch itself: give it the same cluster

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 import yaml
+from tqdm.auto import tqdm
 
 from ..convert import core as convert
 from ..pipeline import manifest
@@ -109,8 +110,6 @@ def _copy_tokenizer(tokenizer: Path | None, dst: Path) -> None:
 
 def convert_all(spec: Spec, run_dir: Path, out_dir: Path, *, progress: bool = True) -> pd.DataFrame:
     """Convert every checkpoint; one row per conversion (with its verification)."""
-    from tqdm.auto import tqdm
-
     kind, sources = _sources(spec, run_dir)
     tokenizer = run_dir / folder_name("tokenization") / "tokenizer"
     tokenizer = tokenizer if tokenizer.is_dir() else None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.utils.hashing import HashConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 class RegexWordTokenizer(WordTokenizer):
@@ -103,9 +105,6 @@ class TagShards:
 
 
 def minhash_config(seed: int):
-    from datatrove.pipeline.dedup.minhash import MinhashConfig
-    from datatrove.utils.hashing import HashConfig
-
     # 14 buckets x 8 hashes over word 5-grams (datatrove's defaults: pairs above ~0.72 Jaccard
     # similarity are caught with high probability); sha1 hashes (xxhash 4.x rejects str input).
     return MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8, seed=seed,

@@ -3,9 +3,12 @@ datasets on the Hugging Face hub), checked before any pipeline runs; and where t
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import Source
@@ -80,8 +83,6 @@ def check_input(inp: SourceInput) -> list[Path]:
                            f"*.jsonl files). Put the source's shards there, or remove {inp.source.id!r} "
                            "from the language's mixture")
     if inp.reader_kind == "parquet":
-        import pyarrow.parquet as pq
-
         for f in files:
             try:
                 columns = pq.read_schema(f).names
@@ -100,8 +101,6 @@ def check_input(inp: SourceInput) -> list[Path]:
 
 
 def _first_jsonl_record(path: Path) -> dict | None:
-    import gzip
-
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         for line in fh:

@@ -8,10 +8,12 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..pipeline.spec import Spec
 from .data_inputs import Layout, SourceInput, group_of
-from .display import PALETTE, fmt_int, fmt_pct, fmt_tokens, styled
+from .display import PALETTE, finish_figure, fmt_int, fmt_pct, fmt_tokens, styled
 
 BYTES_PER_TOKEN_ESTIMATE = 4  # before a tokenizer exists: the usual ~4 bytes of English per token
 STEPS = ("min_chars", "quality", "repetition", "minhash")
@@ -25,9 +27,6 @@ EXAMPLE_COLUMNS = ["source", "step", "reason", "id", "chars", "excerpt"]
 
 
 def _parquet_stats(folder: Path) -> tuple[int, int]:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     docs = nbytes = 0
     for f in sorted(Path(folder).glob("*.parquet")):
         col = pq.read_table(f, columns=["text"]).column("text")
@@ -176,9 +175,7 @@ def removed_figure(steps: pd.DataFrame):
     ax.set_xlim(0, max(1.0, top) * 1.6)
     ax.set_xlabel("removed by the step (% of the source's bytes read)")
     ax.set_title("What each filtering step removed, per source (in pipeline order)", fontsize=11)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, ax)
 
 
 def mixture_figure(spec: Spec, mixture: pd.DataFrame):
@@ -218,7 +215,4 @@ def mixture_figure(spec: Spec, mixture: pd.DataFrame):
     right.set_ylim(0, max(plan_share + run_share) * 1.3)
     right.set_title("Shares: plan vs this run", fontsize=11)
     right.legend(fontsize=8, frameon=False, loc="upper right")
-    for ax in (left, right):
-        ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, left, right)

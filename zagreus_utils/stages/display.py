@@ -42,3 +42,11 @@ def fmt_bytes(v) -> str:
         if v >= size:
             return f"{v / size:.3g} {unit}"
     return f"{v:.0f} B"
+
+
+def finish_figure(fig, *axes):
+    """The stage figures' finish: no top/right spines, a tight layout; returns the figure."""
+    for ax in axes:
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig

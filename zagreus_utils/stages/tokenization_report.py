@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from .display import PALETTE, fmt_bytes, fmt_int, fmt_tokens, styled
+from .display import PALETTE, finish_figure, fmt_bytes, fmt_int, fmt_tokens, styled
 from .tokenizer import LLAMA_TOKENIZER
 
 REPORT_TEXT_TO_TOKENS = 3.0  # "for every 1 GB of text, approximately 3 GB of tokenized outputs"
@@ -146,7 +146,4 @@ def storage_figure(per_source: pd.DataFrame, storage: pd.DataFrame):
     right.set_ylim(0, max(values + [REPORT_DISK_TB[1]]) * 1.2)
     right.set_title("Extrapolated to the ~1T-token plan", fontsize=11)
     right.legend(fontsize=8, frameon=False, loc="upper left")
-    for ax in (left, right):
-        ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, left, right)
