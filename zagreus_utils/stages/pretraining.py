@@ -460,9 +460,9 @@ def run(ctx: StageContext, *, progress: bool = True, log_samples: bool = False, 
     res = StageResult(prep.out_dir, ctx.launcher, notes=list(prep.notes))
     state = {True: "equals the renderer's output", False: "DIFFERS from the renderer's output: re-render it",
              None: "missing"}
+    committed = f"`{manifest.relative_to_repo(prep.committed_path)}`: {state[prep.committed_up_to_date]}"
     res.extra.update(prep=prep, config_yaml=prep.config_yaml, validation=prep.validation, sbatch_text=prep.sbatch_text,
-                     entry=prep.entry, observations=list(ncfg.OBSERVATIONS),
-                     committed=f"`{manifest.relative_to_repo(prep.committed_path)}`: {state[prep.committed_up_to_date]}")
+                     entry=prep.entry, observations=list(ncfg.OBSERVATIONS), committed=committed)
     res.frames.update(corrections=corrections_frame(prep), preflight=preflight_frame(prep))
     res.tables["corrections"] = res.frames["corrections"].style.hide(axis="index").set_properties(
         **{"text-align": "left"})
@@ -472,7 +472,8 @@ def run(ctx: StageContext, *, progress: bool = True, log_samples: bool = False, 
     trained = execute(prep, progress=progress, log_samples=log_samples, dry_run=dry_run, force=ctx.force)
     res.seconds["training"] = round(time.perf_counter() - t0, 2)
     res.extra["training"] = trained
-    res.summary = {k: v for k, v in trained.as_dict().items() if k not in ("checkpoints", "samples_per_source", "notes")}
+    res.summary = {k: v for k, v in trained.as_dict().items()
+                   if k not in ("checkpoints", "samples_per_source", "notes")}
     if hasattr(trained, "samples_per_source"):  # the local trainer ran (here, or as the Slurm job)
         res.extra["checkpoints"] = [relative(c, prep.out_dir) for c in trained.checkpoints]
         res.extra["samples_per_source"] = trained.samples_per_source

@@ -47,7 +47,8 @@ from .nanoset import (NanosetDocumentTokenizer, check_tokenizer_name, nanoset_to
 from .reruns import code_digest, fresh_if_changed
 from .tokenization_report import (fertility, fertility_figure, storage_figure, storage_table, style_fertility,
                                   style_per_source, style_storage)
-from .tokenizer import BOS, EOS, LLAMA_TOKENIZER, cached_tokenizer_file, framed_tokenizer, pretrained_tokenizer_file, train_bpe
+from .tokenizer import (BOS, EOS, LLAMA_TOKENIZER, cached_tokenizer_file, framed_tokenizer, pretrained_tokenizer_file,
+                        train_bpe)
 
 # the code whose change makes the stage start afresh (its rerun key)
 CODE = ("stages/tokenization", "stages/nanoset", "stages/tokenizer", "cluster/executors")
