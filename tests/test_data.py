@@ -383,3 +383,15 @@ def test_data_stage_slurm_launcher_writes_dry_run_scripts(tmp_path):
     assert "#SBATCH --job-name=ita-minhash-filter\n" in r.slurm_scripts["minhash-filter"]
     assert (tmp_path / "out" / "slurm" / "filter.sbatch").is_file()
     assert not (tmp_path / "out" / "clean").exists()  # a dry run processes nothing
+
+
+def test_notebook_parameters_become_one_context(tmp_path):
+    """The notebooks' ``overrides`` (a mapping, or its text from ``papermill -p``) and ``launcher``
+    are checked once, by StageContext.create; the folder of the stage is its own under run_dir."""
+    ctx = stage_ctx("data", tmp_path, "{data.min_doc_chars: 20}")
+    assert ctx.overrides == {"data.min_doc_chars": 20} and ctx.spec.profile.data.min_doc_chars == 20
+    assert ctx.out_dir == tmp_path.resolve() / "01_data" and not ctx.out_dir.exists()
+    with pytest.raises(ZagreusError, match="overrides must be a mapping"):
+        stage_ctx("data", tmp_path, "[1, 2]")
+    with pytest.raises(ZagreusError, match="unknown launcher 'ray'.*local, slurm"):
+        stage_ctx("data", tmp_path, launcher="ray")

@@ -14,7 +14,7 @@
 Reruns: datatrove marks each finished task in ``<logging_dir>/completions/`` and skips it the next
 time, so a stage that failed halfway resumes where it stopped as long as its ``logging_dir`` stays
 the same. Callers keep the logging folder apart from the data they write and never wipe it on a
-plain rerun (see ``data.py``/``tokenization.py``: a changed configuration gets a fresh folder).
+plain rerun (see ``stages/reruns.py``: a changed configuration gets a fresh folder).
 """
 
 from __future__ import annotations

@@ -24,7 +24,11 @@ datatrove's ``SlurmPipelineExecutor`` and followed until it ends (``dry_run``: t
 
 Reruns: datatrove skips the tasks it finished (``logs/<job>/completions``), so a run that failed
 halfway resumes; when the configuration (profile data settings, mixture, inputs, this code)
-changes, the old logs and outputs are removed first (:func:`fresh_if_changed`).
+changes, the old logs and outputs are removed first (:func:`reruns.fresh_if_changed`).
+
+Where things are: the inputs and the stage folder's layout in :mod:`.data_inputs`, the filter rules
+in :mod:`.data_filters`, the statistics, tables and figures in :mod:`.data_report`; this module
+builds the datatrove jobs and runs the stage (:func:`run`).
 """
 
 from __future__ import annotations

@@ -15,10 +15,14 @@ post-processor adds in the report's script; the EOS marks where a document ends.
 
 Nanoset. nanotron reads the first ``*.metadata`` of each folder and asserts that its first line's
 tokenizer string equals the config's ``tokenizer_name_or_path`` (then loads it with AutoTokenizer)
-and that the token size matches the vocabulary. :func:`nanoset_tokenizer_name` is the one place
-that string is decided; it is what the ``.metadata`` files record and what ``tokenized/summary.json``
-hands the pretraining stage. :func:`verify_nanoset_folder` checks it all and the result is read
-back with datatrove's ``DatatroveFolderDataset``.
+and that the token size matches the vocabulary. :func:`nanoset.nanoset_tokenizer_name` is the one
+place that string is decided; it is what the ``.metadata`` files record and what
+``tokenized/summary.json`` hands the pretraining stage. :func:`nanoset.verify_nanoset_folder`
+checks it all and the result is read back with datatrove's ``DatatroveFolderDataset``.
+
+Where things are: the tokenizer (special tokens, offline lookup, the smoke BPE) in :mod:`.tokenizer`,
+the Nanoset string and checks in :mod:`.nanoset`, fertility and storage in
+:mod:`.tokenization_report`; this module builds the datatrove jobs and runs the stage (:func:`run`).
 """
 
 from __future__ import annotations
