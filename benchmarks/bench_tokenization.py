@@ -51,7 +51,7 @@ def _texts(clean_dirs):
 
 def raw_encode(tokenizer_file: str, texts: list[str]) -> tuple[float, int]:
     """The same tokenizer, the same <bos> ... <eos> framing, encode_batch over all the text."""
-    from zagreus_utils.stages.tokenization import NanosetDocumentTokenizer
+    from zagreus_utils.stages.nanoset import NanosetDocumentTokenizer
 
     tok = NanosetDocumentTokenizer("/tmp/unused", tokenizer_file=tokenizer_file, tokenizer_name="x").tokenizer
     t0 = time.perf_counter()
@@ -63,12 +63,12 @@ def raw_encode(tokenizer_file: str, texts: list[str]) -> tuple[float, int]:
 def stage_pipeline(spec, data_dir: Path, tokenizer_file: Path, out: Path) -> tuple[float, int, float]:
     """Stage 02's datatrove jobs exactly as the stage builds and runs them, into a fresh folder:
     (seconds for tokenize + merge, tokens, seconds of the tokenize job alone)."""
-    from zagreus_utils.stages import tokenization as tk
     from zagreus_utils.cluster.executors import run_executor
+    from zagreus_utils.stages import nanoset, tokenization as tk
 
     if out.exists():
         shutil.rmtree(out)
-    name = tk.nanoset_tokenizer_name(spec, out)
+    name = nanoset.nanoset_tokenizer_name(spec, out)
     t0 = time.perf_counter()
     clean = {s.id: data_dir / "clean" / s.id for s in spec.language.mixture}
     split = None
@@ -77,7 +77,7 @@ def stage_pipeline(spec, data_dir: Path, tokenizer_file: Path, out: Path) -> tup
         if job == "tokenize":
             split = time.perf_counter() - t0
     seconds = time.perf_counter() - t0
-    tokens = sum(tk.verify_nanoset_folder(out / "tokenized" / s.id, name, spec.profile.tokenizer.vocab_size)["tokens"]
+    tokens = sum(nanoset.verify_nanoset_folder(out / "tokenized" / s.id, name, spec.profile.tokenizer.vocab_size)["tokens"]
                  for s in spec.language.mixture)
     return seconds, tokens, split
 
@@ -101,11 +101,14 @@ def main() -> int:
     ap.add_argument("--no-cli", action="store_true", help="skip the zagreus run (notebooks) timing")
     args = ap.parse_args()
 
-    from zagreus_utils.stages import data, tokenization as tk
+    from zagreus_utils.pipeline import manifest
+    from zagreus_utils.pipeline.context import StageContext
     from zagreus_utils.pipeline.spec import load_spec
+    from zagreus_utils.stages import data, tokenization as tk
 
     root = Path(tempfile.mkdtemp(prefix="bench-tokenization-"))
-    spec = load_spec(args.language, "smoke", {"data.sample_scale": args.scale})
+    overrides = {"data.sample_scale": args.scale}
+    spec = load_spec(args.language, "smoke", overrides)
     rows = []
     try:
         # the two stages in-process (functions the notebooks call), fresh folders each time
@@ -113,10 +116,11 @@ def main() -> int:
         for i in range(args.repeat):
             base = root / f"stages-{i}"
             t0 = time.perf_counter()
-            data.run(spec, base / "01_data", "local")
+            data.run(StageContext.create("data", language=args.language, run_dir=base, overrides=overrides))
             data_s.append(time.perf_counter() - t0)
+            manifest.write(base / "01_data", {"status": "ok"})  # as `zagreus run` records it
             t0 = time.perf_counter()
-            tk.run(spec, base / "02_tokenization", "local")
+            tk.run(StageContext.create("tokenization", language=args.language, run_dir=base, overrides=overrides))
             tok_s.append(time.perf_counter() - t0)
         base = root / "stages-0"
         clean = [base / "01_data" / "clean" / s.id for s in spec.language.mixture]

@@ -60,13 +60,15 @@ def _settings(run_dir: Path, overrides: dict, steps: int, out: Path):
     from zagreus_utils.stages import pretraining
     from zagreus_utils.model import trainer
     from zagreus_utils.pipeline.spec import load_spec
+    from zagreus_utils.pipeline.stages import folder_name
 
     spec = load_spec("ita", "smoke", {**overrides, "training.train_steps": steps,
                                       "training.checkpoint_interval": steps * 10,
                                       "training.lr_decay_starting_step": steps - 1, "training.lr_decay_steps": 1,
                                       "training.lr_warmup_steps": min(2, steps - 1)})
     config = nanotron_config.render(spec, run_dir=run_dir, checkpoints_path=out / "checkpoints",
-                                    tokenizer_name_or_path=pretraining._tokenizer_string(spec, run_dir))
+                                    tokenizer_name_or_path=pretraining._tokenizer_string(
+                                        spec, run_dir / folder_name("tokenization")))
     return config, trainer.Settings.from_nanotron(config)
 
 
@@ -184,8 +186,10 @@ def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
 SMOKE = """
 import json, sys, time
 t0 = time.perf_counter()
+from zagreus_utils.pipeline.context import StageContext
 from zagreus_utils.stages import pretraining
-prep = pretraining.prepare("smoke", "ita", sys.argv[1], sys.argv[2], "local", json.loads(sys.argv[3]))
+prep = pretraining.prepare(StageContext.create("pretraining", language="ita", run_dir=sys.argv[1], out_dir=sys.argv[2],
+                                               overrides=json.loads(sys.argv[3])))
 res = pretraining.execute(prep, progress=False)
 times = sorted(json.loads(x)["step_time_s"] for x in open(res.metrics_path).read().splitlines()[1:])
 print(json.dumps({"wall_s": time.perf_counter() - t0, "train_s": res.wall_s, "initial_loss": res.initial_loss,

@@ -37,3 +37,19 @@ def report_source():
     if not path.is_file():
         pytest.skip(f"the report's markdown is not present at {path}")
     return path
+
+
+def stage_ctx(key: str, run_dir, overrides: dict | None = None, *, out_dir="", launcher: str = "local",
+              profile: str = "smoke", language: str = "ita", force: bool = False):
+    """The StageContext a stage notebook builds, for a run folder of a test (``out_dir``: its default)."""
+    from zagreus_utils.pipeline.context import StageContext
+
+    return StageContext.create(key, profile=profile, language=language, run_dir=run_dir, out_dir=out_dir,
+                               launcher=launcher, overrides=overrides, force=force)
+
+
+def finish(folder, profile: str = "smoke", language: str = "ita") -> None:
+    """Record stage ``folder`` as finished ``ok``, as ``zagreus run`` does after its notebook ran."""
+    from zagreus_utils.pipeline import manifest
+
+    manifest.write(Path(folder), {"status": "ok", "profile": profile, "language": language})

@@ -4,7 +4,7 @@
     <run_dir>/02_tokenization/tokenized/<source>/   datatrove DocumentTokenizer folders
     <run_dir>/02_tokenization/tokenized/summary.json, manifest.json
 
-The token files are written as stage 02 writes them (:class:`zagreus_utils.stages.tokenization.NanosetDocumentTokenizer`):
+The token files are written as stage 02 writes them (:class:`zagreus_utils.stages.nanoset.NanosetDocumentTokenizer`):
 each document framed ``<bos> text <eos>``, and the ``.metadata`` files recording the tokenizer
 *folder* (the string the pretraining config carries and nanotron's Nanoset loads with AutoTokenizer).
 """
@@ -74,7 +74,7 @@ def tokenize_texts(folder: Path, docs: list[str], tokenizer_file: Path, tokenize
     from datatrove.data import Document
     from datatrove.executor import LocalPipelineExecutor
 
-    from zagreus_utils.stages.tokenization import NanosetDocumentTokenizer
+    from zagreus_utils.stages.nanoset import NanosetDocumentTokenizer
 
     def reader(data, rank=0, world_size=1):
         for i, text in enumerate(docs):
@@ -96,7 +96,7 @@ def write_llama_stand_in(hub_cache: Path, repo: str = "meta-llama/Llama-3.2-1B")
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from zagreus_utils.stages.tokenization import HUB_TOKENIZER_FILES
+    from zagreus_utils.stages.tokenizer import HUB_TOKENIZER_FILES
 
     vocab = {f"w{i}": i for i in range(128_000)}
     specials = ["<|begin_of_text|>", "<|end_of_text|>"] + [f"<|reserved_special_token_{i}|>" for i in range(254)]

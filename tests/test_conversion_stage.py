@@ -5,16 +5,17 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from conftest import finish, stage_ctx
 from zagreus_utils.stages import conversion
 from zagreus_utils.pipeline import spec
 from zagreus_utils.model import checkpoints
 from zagreus_utils.pipeline.errors import ZagreusError
 
 
-def _checkpoint(folder, step, seed):
+def _checkpoint(folder, step, seed, vocab_size=128):
     torch.manual_seed(seed)
     cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=64, tie_word_embeddings=True)
+                      num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=64, tie_word_embeddings=True)
     path = folder / f"{checkpoints.CHECKPOINT_PREFIX}{step}"
     LlamaForCausalLM(cfg).save_pretrained(path)
     for name in ("optimizer.pt", "scheduler.pt"):
@@ -66,7 +67,7 @@ def test_no_checkpoints_is_a_clear_error(tmp_path):
 
 def test_stage_refuses_to_run_before_pretraining(tmp_path):
     with pytest.raises(ZagreusError, match="03_pretraining has not run"):
-        conversion.run("smoke", "ita", run_dir=str(tmp_path / "r"), out_dir=str(tmp_path / "o"))
+        conversion.run(stage_ctx("conversion", tmp_path / "r", out_dir=tmp_path / "o"))
 
 
 def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_config(tmp_path):
@@ -112,3 +113,29 @@ def test_full_profile_without_cluster_checkpoints_names_the_config_path(tmp_path
         yaml.safe_dump({"checkpoints": {"checkpoints_path": str(tmp_path / "nowhere")}}))
     with pytest.raises(ZagreusError, match="nowhere"):
         conversion.convert_all(spec.load_spec("ita", "full"), rd, rd / "04_conversion", progress=False)
+
+
+def test_notebook_runs_on_the_stage(tmp_path):
+    """Notebook 04 headless: parameters, StageContext, conversion.run(ctx), display; its tables in outputs.json."""
+    import nbformat
+    import papermill as pm
+
+    from zagreus_utils.pipeline import paths
+    from zagreus_utils.stages.tokenizer import train_bpe
+
+    rd = tmp_path / "smoke" / "ita"
+    ckpts = rd / "03_pretraining" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    _checkpoint(ckpts, 10, 0, vocab_size=300)
+    finish(rd / "03_pretraining")
+    texts = ["La capitale della Francia è Parigi. Due più tre fa cinque."] * 50
+    train_bpe(texts, 300, rd / "02_tokenization" / "tokenizer")
+    nb_path = paths.NOTEBOOKS / "04_conversion.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    out = tmp_path / "04.ipynb"
+    pm.execute_notebook(str(nb_path), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+                        parameters={"run_dir": str(rd)})
+    assert "final model:" in out.read_text() and (rd / "04_conversion" / "hf" / "step-10" / conversion.CARD).is_file()
+    index = json.loads((rd / "04_conversion" / "outputs.json").read_text())
+    assert {t["id"] for t in index["tables"]} == {"conversions", "sizes", "generations"}

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zagreus_utils.stages import data
+from conftest import stage_ctx
+from zagreus_utils.stages import data, data_filters, data_inputs, data_report
 from zagreus_utils.cluster import executors
 from zagreus_utils.pipeline.errors import ZagreusError
 from zagreus_utils.pipeline.spec import load_spec
@@ -96,7 +97,7 @@ def spec():
 def stage(tmp_path_factory, spec):
     root = tmp_path_factory.mktemp("data")
     sources = make_sources(root / "sources")
-    result = data.run(spec, root / "01_data", "local", sources_dir=sources)
+    result = data.run(stage_ctx("data", root), sources_dir=sources)
     return root, sources, result
 
 
@@ -141,7 +142,7 @@ def test_minhash_removes_one_of_each_planted_near_duplicate_pair(stage):
 def test_stats_per_source_and_step_add_up_with_examples(stage, spec):
     root, _, result = stage
     steps = result.frames["steps"]
-    assert list(steps.columns) == data.STEP_COLUMNS
+    assert list(steps.columns) == data_report.STEP_COLUMNS
     for sid in PLANTED:
         rows = steps[steps.source == sid].set_index("step")
         read, clean = rows.loc["read"], rows.loc["clean"]
@@ -190,17 +191,17 @@ def test_filter_rules_directly():
     def doc(t):
         return Document(text=t, id="x")
 
-    assert data.MinChars(10)(doc("0123456789")) is True
-    assert data.MinChars(10)(doc("  short  ")) == (False, "fewer than 10 characters")
-    prose = data.ProseQuality()
+    assert data_filters.MinChars(10)(doc("0123456789")) is True
+    assert data_filters.MinChars(10)(doc("  short  ")) == (False, "fewer than 10 characters")
+    prose = data_filters.ProseQuality()
     assert prose(doc("The river flows through the ancient valley every spring.")) is True
     assert prose(doc("12 13 14 15 16 17 18 nineteen"))[0] is False
     assert "mean word length" in prose(doc("a b c d e f g h"))[1]
-    code = data.CodeQuality()
+    code = data_filters.CodeQuality()
     assert code(doc("def f(x):\n    return x + 1\n")) is True
     assert "line of" in code(doc("x = '" + "a" * 2000 + "'"))[1]
     assert "alphanumeric" in code(doc("\n".join(["{}()[];;"] * 10)))[1]
-    words = data.RegexWordTokenizer()
+    words = data_filters.RegexWordTokenizer()
     assert words.word_tokenize("L'acqua è blu, 42 volte!") == ["L", "acqua", "è", "blu", "42", "volte"]
     assert words.sent_tokenize("Una frase. Due frasi! Tre?") == ["Una frase.", "Due frasi!", "Tre?"]
 
@@ -223,7 +224,7 @@ def test_rerun_after_a_failure_does_not_redo_finished_tasks(stage, spec):
     (job / "completions" / "00000").unlink()
     for p in lost:
         p.unlink()
-    data.run(spec, out, "local", sources_dir=sources)
+    data.run(stage_ctx("data", root), sources_dir=sources)
     assert {p: p.stat().st_mtime_ns for p in filtered} == before, "the finished filter tasks ran again"
     assert {p: p.stat().st_mtime_ns for p in kept} == kept, "a finished MinHash filter task ran again"
     assert {sid: _clean_ids(out, sid) for sid in PLANTED} == clean_before
@@ -233,11 +234,10 @@ def test_rerun_after_a_failure_does_not_redo_finished_tasks(stage, spec):
 def test_changed_configuration_starts_fresh(tmp_path):
     sources = make_sources(tmp_path / "sources", normal=20)
     out = tmp_path / "01_data"
-    data.run(load_spec("ita", "smoke", {"data.dedup": "none"}), out, "local", sources_dir=sources)
+    data.run(stage_ctx("data", tmp_path, {"data.dedup": "none"}), sources_dir=sources)
     assert not (out / "removed" / "fineweb" / "minhash").exists()
     assert "short-1" in _removed_ids(out, "fineweb", "min_chars")
-    r = data.run(load_spec("ita", "smoke", {"data.dedup": "none", "data.min_doc_chars": 5}), out, "local",
-                 sources_dir=sources)
+    r = data.run(stage_ctx("data", tmp_path, {"data.dedup": "none", "data.min_doc_chars": 5}), sources_dir=sources)
     assert "short-1" in _clean_ids(out, "fineweb")  # 10 characters >= 5: kept, not the stale result
     assert r.frames["steps"].query("source == 'fineweb' and step == 'min_chars'").removed_documents.iloc[0] == 0
 
@@ -250,7 +250,7 @@ def test_missing_source_folder_is_refused_before_any_work(tmp_path, spec):
 
     shutil.rmtree(sources / "finepdfs")
     with pytest.raises(ZagreusError) as err:
-        data.run(spec, tmp_path / "out", "local", sources_dir=sources)
+        data.run(stage_ctx("data", tmp_path, out_dir=tmp_path / "out"), sources_dir=sources)
     assert "'finepdfs'" in str(err.value) and str(sources / "finepdfs") in str(err.value)
     assert "does not exist" in str(err.value)
     assert not (tmp_path / "out" / "logs").exists() and not (tmp_path / "out" / "clean").exists()
@@ -261,7 +261,7 @@ def test_empty_source_folder_is_refused(tmp_path, spec):
     for f in (sources / "fineweb2").iterdir():
         f.unlink()
     with pytest.raises(ZagreusError, match=r"source 'fineweb2': input folder .*fineweb2 is empty"):
-        data.run(spec, tmp_path / "out", "local", sources_dir=sources)
+        data.run(stage_ctx("data", tmp_path, out_dir=tmp_path / "out"), sources_dir=sources)
     assert not (tmp_path / "out" / "logs").exists()
 
 
@@ -270,7 +270,7 @@ def test_parquet_without_text_column_names_file_and_columns(tmp_path, spec):
     bad = sources / "starcoderdata" / "part-00001.parquet"
     pq.write_table(pa.table({"content": ["print(1)"], "id": ["a"]}), bad)
     with pytest.raises(ZagreusError) as err:
-        data.run(spec, tmp_path / "out", "local", sources_dir=sources)
+        data.run(stage_ctx("data", tmp_path, out_dir=tmp_path / "out"), sources_dir=sources)
     msg = str(err.value)
     assert str(bad) in msg and "has no 'text' column" in msg and "content, id" in msg
     assert not (tmp_path / "out" / "logs").exists()
@@ -278,7 +278,7 @@ def test_parquet_without_text_column_names_file_and_columns(tmp_path, spec):
 
 def test_hub_sources_map_to_the_datasets_files():
     full = load_spec("ita", "full")
-    got = {s.id: data.hub_input(s) for s in full.language.mixture}
+    got = {s.id: data_inputs.hub_input(s) for s in full.language.mixture}
     assert got["fineweb"].folder == "hf://datasets/HuggingFaceFW/fineweb/sample/350BT"
     assert got["fineweb2"].folder == "hf://datasets/HuggingFaceFW/fineweb-2/data/ita_Latn/train"
     assert got["finepdfs"].folder == "hf://datasets/HuggingFaceFW/finepdfs/data/ita_Latn/train"
@@ -290,7 +290,7 @@ def test_hub_sources_map_to_the_datasets_files():
 def test_hub_profile_offline_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ZagreusError, match="offline.*--profile smoke"):
-        data.run(load_spec("ita", "full"), tmp_path / "out", "local")
+        data.run(stage_ctx("data", tmp_path, out_dir=tmp_path / "out", profile="full"))
 
 
 # --- executors -------------------------------------------------------------------------------
@@ -372,8 +372,8 @@ def test_fractional_memory_is_passed_in_megabytes(tmp_path):
 
 def test_data_stage_slurm_launcher_writes_dry_run_scripts(tmp_path):
     sources = make_sources(tmp_path / "sources", normal=5)
-    r = data.run(load_spec("ita", "full", {"data.source": "sample"}), tmp_path / "out", "slurm", sources_dir=sources,
-                 dry_run=True)
+    r = data.run(stage_ctx("data", tmp_path, {"data.source": "sample"}, out_dir=tmp_path / "out", launcher="slurm",
+                           profile="full"), sources_dir=sources, dry_run=True)
     assert list(r.slurm_scripts) == ["filter", "minhash-buckets", "minhash-cluster", "minhash-filter"]
     assert "#SBATCH --array=0-7\n" in r.slurm_scripts["filter"]  # 2 shards x 4 sources
     assert "#SBATCH --array=0-55\n" in r.slurm_scripts["minhash-buckets"]  # 14 buckets x 4 sources
@@ -383,3 +383,15 @@ def test_data_stage_slurm_launcher_writes_dry_run_scripts(tmp_path):
     assert "#SBATCH --job-name=ita-minhash-filter\n" in r.slurm_scripts["minhash-filter"]
     assert (tmp_path / "out" / "slurm" / "filter.sbatch").is_file()
     assert not (tmp_path / "out" / "clean").exists()  # a dry run processes nothing
+
+
+def test_notebook_parameters_become_one_context(tmp_path):
+    """The notebooks' ``overrides`` (a mapping, or its text from ``papermill -p``) and ``launcher``
+    are checked once, by StageContext.create; the folder of the stage is its own under run_dir."""
+    ctx = stage_ctx("data", tmp_path, "{data.min_doc_chars: 20}")
+    assert ctx.overrides == {"data.min_doc_chars": 20} and ctx.spec.profile.data.min_doc_chars == 20
+    assert ctx.out_dir == tmp_path.resolve() / "01_data" and not ctx.out_dir.exists()
+    with pytest.raises(ZagreusError, match="overrides must be a mapping"):
+        stage_ctx("data", tmp_path, "[1, 2]")
+    with pytest.raises(ZagreusError, match="unknown launcher 'ray'.*local, slurm"):
+        stage_ctx("data", tmp_path, launcher="ray")

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import stage_ctx
 from pretraining_helpers import make_stage02, tiny_overrides
 
 from zagreus_utils.stages import conversion, pretraining
@@ -40,7 +41,7 @@ def trained(tmp_path):
     run_dir = tmp_path / "smoke" / "ita"
     vocab = make_stage02(run_dir)
     ov = tiny_overrides(vocab, STEPS, INTERVAL)
-    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", ov)
+    prep = pretraining.prepare(stage_ctx("pretraining", run_dir, ov))
     result = pretraining.execute(prep, progress=False)
     assert result.status == "trained" and [Path(c).name for c in result.checkpoints] == ["checkpoint-4", "checkpoint-8"]
     return run_dir, ov, prep, result
@@ -70,7 +71,7 @@ def test_finding1_new_tokenizer_retrains_not_reuses(trained):
     new_vocab = json.loads((stage02 / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
     assert new_vocab != old_vocab
 
-    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", ov)
+    prep = pretraining.prepare(stage_ctx("pretraining", run_dir, ov))
     result = pretraining.execute(prep, progress=False)
     assert result.status == "trained" and result.steps == STEPS and result.resumed_from is None
     assert result.fingerprint != first.fingerprint
@@ -127,12 +128,12 @@ def test_finding2_truncated_ds_is_refused(tmp_path):
         fh.truncate(1000)
     ov = tiny_overrides(vocab, STEPS, INTERVAL)
     with pytest.raises(ZagreusError) as err:
-        pretraining.prepare("smoke", "ita", run_dir, "", "local", ov)
+        pretraining.prepare(stage_ctx("pretraining", run_dir, ov))
     text = str(err.value)
     assert "token files (.ds vs .ds.index)" in text and str(ds) in text and "1,000 bytes" in text
     assert "truncated" in text and "rerun the tokenization stage" in text
     # the trainer itself (what each Slurm rank runs, without the pre-flight) refuses too, before training
-    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", ov, raise_on_failure=False)
+    prep = pretraining.prepare(stage_ctx("pretraining", run_dir, ov), raise_on_failure=False)
     with pytest.raises(ZagreusError, match=f"{ds}.*truncated or corrupt.*rerun the tokenization stage"):
         trainer.train(prep.config, base=paths.REPO_ROOT, progress=False)
     assert trainer.checkpoints(prep.out_dir / "checkpoints", complete_only=False) == []
@@ -142,7 +143,7 @@ def test_finding3_other_settings_move_earlier_checkpoints_aside(trained):
     run_dir, ov, prep, first = trained
     before = weights(prep.out_dir / "checkpoints")
     first_log = (prep.out_dir / trainer.METRICS).read_text()
-    other = pretraining.prepare("smoke", "ita", run_dir, "", "local", {**ov, "training.learning_rate": 0.002})
+    other = pretraining.prepare(stage_ctx("pretraining", run_dir, {**ov, "training.learning_rate": 0.002}))
     result = pretraining.execute(other, progress=False)  # a one-off --set training.learning_rate=0.002
     assert result.status == "trained" and result.steps == STEPS
     moved = _moved(result, other)

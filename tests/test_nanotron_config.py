@@ -22,6 +22,7 @@ import shutil
 
 import pytest
 from cluster_env import requires_train_env, run_train_env
+from conftest import stage_ctx
 from pretraining_helpers import LLAMA_VOCAB, tokenize_texts, write_llama_stand_in, write_stage02
 
 from zagreus_utils.nanotron import config as ncfg
@@ -66,7 +67,7 @@ def smoke_config(tmp_path_factory):
              for s in spec.language.mixture}
     vocab = write_stage02(run_dir, texts, vocab_size=400, bos="<|begin_of_text|>", eos="<|end_of_text|>")
     # the smoke profile as it is, but for the vocabulary of this small corpus's tokenizer
-    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", {"tokenizer.vocab_size": vocab})
+    prep = pretraining.prepare(stage_ctx("pretraining", run_dir, {"tokenizer.vocab_size": vocab}))
     return prep, vocab
 
 

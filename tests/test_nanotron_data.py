@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cluster_env import requires_train_env, run_train_env
+from conftest import stage_ctx
 from pretraining_helpers import write_stage02
 
 from zagreus_utils.nanotron import config as ncfg
@@ -89,7 +90,7 @@ def run(tmp_path_factory):
                  "training.micro_batch_size": 4, "training.train_steps": 200, "training.checkpoint_interval": 50,
                  "training.lr_warmup_steps": 2, "training.lr_decay_starting_step": 100,
                  "training.lr_decay_steps": 50}
-    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", overrides)
+    prep = pretraining.prepare(stage_ctx("pretraining", run_dir, overrides))
     return prep
 
 

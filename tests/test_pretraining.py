@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import stage_ctx
 from pretraining_helpers import SOURCES, make_stage02, tiny_overrides
 
 from zagreus_utils.nanotron import config as ncfg
@@ -47,7 +48,7 @@ def stage02(tmp_path_factory):
 def reference(stage02):
     """The stage run end to end (local launcher, tiny model): the uninterrupted reference run."""
     run_dir, vocab = stage02
-    prep = pretraining.prepare("smoke", "ita", run_dir, "", "local", tiny_overrides(vocab))
+    prep = pretraining.prepare(stage_ctx("pretraining", run_dir, tiny_overrides(vocab)))
     result = pretraining.execute(prep, progress=False, log_samples=True)
     return prep, result
 
@@ -191,10 +192,11 @@ def test_stage_refuses_before_training(stage02, tmp_path):
     run_dir, vocab = stage02
     out = tmp_path / "refused"
     with pytest.raises(ZagreusError, match="pre-flight failed"):
-        pretraining.prepare("smoke", "ita", run_dir, out, "local", {**tiny_overrides(vocab), "parallelism.dp": 4})
+        pretraining.prepare(stage_ctx("pretraining", run_dir, {**tiny_overrides(vocab), "parallelism.dp": 4},
+                                      out_dir=out))
     assert not (out / "checkpoints").exists()
     with pytest.raises(ZagreusError, match="stage 02_tokenization has not run"):
-        pretraining.prepare("smoke", "ita", tmp_path / "empty-run", "", "local", tiny_overrides(vocab))
+        pretraining.prepare(stage_ctx("pretraining", tmp_path / "empty-run", tiny_overrides(vocab)))
 
 
 # --- sbatch ---------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from zagreus_utils.stages import data, tokenization as tk
+from conftest import finish, stage_ctx
+from zagreus_utils.stages import data, nanoset, tokenization as tk, tokenizer
 from zagreus_utils.pipeline import manifest
 from zagreus_utils.pipeline.errors import ZagreusError
 from zagreus_utils.pipeline.spec import load_spec
@@ -28,8 +29,9 @@ def spec():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, spec):
     root = tmp_path_factory.mktemp("run")
-    data.run(spec, root / "01_data", "local")
-    result = tk.run(spec, root / "02_tokenization", "local")
+    data.run(stage_ctx("data", root, OVERRIDES))
+    finish(root / "01_data")
+    result = tk.run(stage_ctx("tokenization", root, OVERRIDES))
     return root, result
 
 
@@ -45,7 +47,7 @@ def _docs(folder: Path) -> list[list[int]]:
 def test_token_folders_pass_the_nanoset_checks(run, spec):
     root, result = run
     out = root / "02_tokenization"
-    name = tk.nanoset_tokenizer_name(spec, out)
+    name = nanoset.nanoset_tokenizer_name(spec, out)
     assert name == str(out.resolve() / "tokenizer")
     summary = json.loads((out / "tokenized" / "summary.json").read_text())
     assert summary["tokenizer"] == summary["tokenizer_name_or_path"] == name
@@ -55,7 +57,7 @@ def test_token_folders_pass_the_nanoset_checks(run, spec):
     for sid, info in summary["sources"].items():
         folder = out / "tokenized" / sid
         assert info["folder"] == str(folder)
-        v = tk.verify_nanoset_folder(folder, name, 8192)
+        v = nanoset.verify_nanoset_folder(folder, name, 8192)
         assert v["tokens"] == info["tokens"] > 0
         assert sum(p.stat().st_size for p in folder.glob("*.ds")) == 2 * info["tokens"]
         assert sorted(folder.glob("*.metadata"))[0].read_text().splitlines()[0] == f"{name}|2"
@@ -94,7 +96,7 @@ def test_smoke_tokenizer_special_tokens_and_vocab(run):
     root, _ = run
     tok = AutoTokenizer.from_pretrained(str(root / "02_tokenization" / "tokenizer"))
     assert len(tok) == 8192
-    assert [tok.convert_tokens_to_ids(t) for t in tk.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert [tok.convert_tokens_to_ids(t) for t in tokenizer.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
     assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token) == (0, 1, "<|pad|>")
     assert tok("Ciao")["input_ids"][0] == 0  # Llama-3 style: BOS prepended
     chat = tok.apply_chat_template([{"role": "user", "content": "Ciao"}], tokenize=False, add_generation_prompt=True)
@@ -128,7 +130,7 @@ def test_rerun_skips_finished_datatrove_tasks(run, spec):
     out = root / "02_tokenization"
     files = sorted((out / "tokenized").glob("*/*.ds")) + [out / "tokenizer" / "tokenizer.json"]
     before = {p: p.stat().st_mtime_ns for p in files}
-    tk.run(spec, out, "local")
+    tk.run(stage_ctx("tokenization", root, OVERRIDES))
     assert {p: p.stat().st_mtime_ns for p in files} == before
 
 
@@ -139,7 +141,7 @@ def folder(run, tmp_path):
     root, _ = run
     copy = tmp_path / "fineweb"
     shutil.copytree(root / "02_tokenization" / "tokenized" / "fineweb", copy)
-    name = tk.nanoset_tokenizer_name(load_spec("ita", "smoke"), root / "02_tokenization")
+    name = nanoset.nanoset_tokenizer_name(load_spec("ita", "smoke"), root / "02_tokenization")
     return copy, name
 
 
@@ -151,11 +153,11 @@ def _meta(folder: Path) -> Path:
 def test_nanoset_check_other_tokenizer_string(folder):
     f, name = folder
     with pytest.raises(ZagreusError, match="records tokenizer .* but the pretraining config will carry 'meta-llama"):
-        tk.verify_nanoset_folder(f, "meta-llama/Llama-3.2-1B", 8192)
+        nanoset.verify_nanoset_folder(f, "meta-llama/Llama-3.2-1B", 8192)
     lines = _meta(f).read_text().splitlines()
     _meta(f).write_text("\n".join([f"{name}/tokenizer.json|2"] + lines[1:]))
     with pytest.raises(ZagreusError, match="Nanoset asserts they are equal"):
-        tk.verify_nanoset_folder(f, name, 8192)
+        nanoset.verify_nanoset_folder(f, name, 8192)
 
 
 def test_nanoset_check_token_size(folder):
@@ -163,16 +165,16 @@ def test_nanoset_check_token_size(folder):
     lines = _meta(f).read_text().splitlines()
     _meta(f).write_text("\n".join([f"{name}|4"] + lines[1:]))
     with pytest.raises(ZagreusError, match="records 4-byte tokens but a vocabulary of 8,192 needs 2-byte"):
-        tk.verify_nanoset_folder(f, name, 8192)
+        nanoset.verify_nanoset_folder(f, name, 8192)
     _meta(f).write_text("\n".join([f"{name}|2"] + lines[1:]))
     with pytest.raises(ZagreusError, match="vocabulary of 128,256 needs 4-byte"):
-        tk.verify_nanoset_folder(f, name, 128256)
+        nanoset.verify_nanoset_folder(f, name, 128256)
 
 
 def test_nanoset_check_vocab_size(folder):
     f, name = folder
     with pytest.raises(ZagreusError, match="does not fit a vocabulary of 1,000"):
-        tk.verify_nanoset_folder(f, name, 1000)
+        nanoset.verify_nanoset_folder(f, name, 1000)
 
 
 def test_nanoset_check_broken_files(folder, tmp_path):
@@ -181,48 +183,49 @@ def test_nanoset_check_broken_files(folder, tmp_path):
     with open(ds, "ab") as fh:
         fh.write(b"\x00")
     with pytest.raises(ZagreusError, match="not a whole number of 2-byte tokens"):
-        tk.verify_nanoset_folder(f, name, 8192)
+        nanoset.verify_nanoset_folder(f, name, 8192)
     with open(ds, "ab") as fh:
         fh.write(b"\x00")
     with pytest.raises(ZagreusError, match="the index ends at token"):
-        tk.verify_nanoset_folder(f, name, 8192)
+        nanoset.verify_nanoset_folder(f, name, 8192)
     _meta(f).unlink()
     with pytest.raises(ZagreusError, match="000_fineweb.ds lacks its .index or .metadata"):
-        tk.verify_nanoset_folder(f, name, 8192)
+        nanoset.verify_nanoset_folder(f, name, 8192)
     for meta in f.glob("*.metadata"):
         meta.unlink()
     with pytest.raises(ZagreusError, match="no .metadata file"):
-        tk.verify_nanoset_folder(f, name, 8192)
+        nanoset.verify_nanoset_folder(f, name, 8192)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ZagreusError, match="holds no \\*.ds files"):
-        tk.verify_nanoset_folder(tmp_path / "empty", name, 8192)
+        nanoset.verify_nanoset_folder(tmp_path / "empty", name, 8192)
 
 
 def test_read_back_needs_one_full_window(folder):
     f, _ = folder
-    assert tk.read_back(f, 16, 2)["samples"] > 0
+    assert nanoset.read_back(f, 16, 2)["samples"] > 0
     with pytest.raises(ZagreusError, match="fewer than"):
-        tk.read_back(f, 10_000_000, 2)
+        nanoset.read_back(f, 10_000_000, 2)
 
 
 @pytest.mark.parametrize("bad", ["", " meta-llama/Llama-3.2-1B", "a|b", "tok\nenizer",
                                  "/data/tokenizer/tokenizer.json"])
 def test_tokenizer_strings_that_cannot_match_nanoset(bad):
     with pytest.raises(ZagreusError, match="would not pass nanotron's Nanoset check"):
-        tk.check_tokenizer_name(bad)
+        nanoset.check_tokenizer_name(bad)
 
 
 def test_good_tokenizer_strings():
-    assert tk.check_tokenizer_name("meta-llama/Llama-3.2-1B") == "meta-llama/Llama-3.2-1B"
-    assert tk.check_tokenizer_name("/runs/smoke/ita/02_tokenization/tokenizer")
-    assert tk.token_size_for(65536) == 2 and tk.token_size_for(65537) == 4 and tk.token_size_for(128256) == 4
+    assert nanoset.check_tokenizer_name("meta-llama/Llama-3.2-1B") == "meta-llama/Llama-3.2-1B"
+    assert nanoset.check_tokenizer_name("/runs/smoke/ita/02_tokenization/tokenizer")
+    assert nanoset.token_size_for(65536) == 2 and nanoset.token_size_for(65537) == 4
+    assert nanoset.token_size_for(128256) == 4
 
 
 def test_bad_tokenizer_string_refused_before_work(run, tmp_path):
     root, _ = run
-    bad = load_spec("ita", "full", {"tokenizer.name_or_path": "/models/llama/tokenizer.json"})
     with pytest.raises(ZagreusError, match="tokenizer.json file"):
-        tk.run(bad, tmp_path / "02", "local", data_dir=root / "01_data")
+        tk.run(stage_ctx("tokenization", root, {"tokenizer.name_or_path": "/models/llama/tokenizer.json"},
+                         out_dir=tmp_path / "02", profile="full"))
     assert not (tmp_path / "02").exists()
 
 
@@ -239,9 +242,8 @@ def empty_cache(tmp_path, monkeypatch):
 
 def test_uncached_pretrained_tokenizer_is_refused_with_the_fix(empty_cache, run, tmp_path):
     root, _ = run
-    full = load_spec("ita", "full")
     with pytest.raises(ZagreusError) as err:
-        tk.run(full, tmp_path / "02", "local", data_dir=root / "01_data")
+        tk.run(stage_ctx("tokenization", root, out_dir=tmp_path / "02", profile="full"))
     msg = str(err.value)
     assert "'meta-llama/Llama-3.2-1B'" in msg and "cannot be loaded offline" in msg
     assert "huggingface-cli download meta-llama/Llama-3.2-1B" in msg and "--profile smoke" in msg
@@ -255,13 +257,13 @@ def test_cached_pretrained_tokenizer_is_found_offline(empty_cache, run):
     shutil.copy(root / "02_tokenization" / "tokenizer" / "tokenizer.json", snapshot / "tokenizer.json")
     (empty_cache / "models--meta-llama--Llama-3.2-1B" / "refs").mkdir()
     (empty_cache / "models--meta-llama--Llama-3.2-1B" / "refs" / "main").write_text("a" * 40)
-    found = tk.cached_tokenizer_file("meta-llama/Llama-3.2-1B")
+    found = tokenizer.cached_tokenizer_file("meta-llama/Llama-3.2-1B")
     assert found == snapshot / "tokenizer.json"
     full = load_spec("ita", "full", {"tokenizer.vocab_size": 8192})
-    assert tk.pretrained_tokenizer_file(full) == found
-    assert tk.nanoset_tokenizer_name(full, "/anywhere") == "meta-llama/Llama-3.2-1B"
+    assert tokenizer.pretrained_tokenizer_file(full) == found
+    assert nanoset.nanoset_tokenizer_name(full, "/anywhere") == "meta-llama/Llama-3.2-1B"
     # with Llama-3.2 in the cache, the fertility table shows it beside the run's own tokenizer
-    r = tk.run(load_spec("ita", "smoke", OVERRIDES), root / "02_tokenization", "local")
+    r = tk.run(stage_ctx("tokenization", root, OVERRIDES))
     assert set(r.frames["fertility"].tokenizer) == {"smoke BPE (8,192)", "meta-llama/Llama-3.2-1B"}
     plan = r.frames["storage"].iloc[2]
     assert plan.tokenizer.startswith("meta-llama/Llama-3.2-1B") and plan.text_bytes > 0
@@ -270,25 +272,24 @@ def test_cached_pretrained_tokenizer_is_found_offline(empty_cache, run):
 def test_model_bos_eos_ids_must_match_the_tokenizer(run, tmp_path):
     root, _ = run
     shutil.copytree(root / "02_tokenization" / "tokenizer", tmp_path / "02" / "tokenizer")
-    bad = load_spec("ita", "smoke", {**OVERRIDES, "model.bos_token_id": 5})
     with pytest.raises(ZagreusError, match=r"<\|begin_of_text\|> has id 0, but the model's bos_token_id .* is 5"):
-        tk.run(bad, tmp_path / "02", "local", data_dir=root / "01_data")
+        tk.run(stage_ctx("tokenization", root, {**OVERRIDES, "model.bos_token_id": 5}, out_dir=tmp_path / "02"))
     assert not (tmp_path / "02" / "tokenized").exists()
 
 
 def test_tokenization_before_data_gives_the_clear_error(tmp_path):
     with pytest.raises(ZagreusError,
                        match=r"stage 01_data has not run.*zagreus run --profile smoke --languages ita --stages data"):
-        tk.run_stage("smoke", "ita", run_dir=str(tmp_path / "run"))
+        tk.run(stage_ctx("tokenization", tmp_path / "run"))
     (tmp_path / "run" / "01_data").mkdir(parents=True)
     manifest.write(tmp_path / "run" / "01_data", {"status": "failed", "error": "boom"})
     with pytest.raises(ZagreusError, match="ended with status 'failed': boom"):
-        tk.run_stage("smoke", "ita", run_dir=str(tmp_path / "run"))
+        tk.run(stage_ctx("tokenization", tmp_path / "run"))
 
 
 def test_slurm_dry_run_of_tokenization(run, tmp_path):
     root, _ = run
-    r = tk.run(load_spec("ita", "smoke", OVERRIDES), tmp_path / "02", "slurm", data_dir=root / "01_data", dry_run=True)
+    r = tk.run(stage_ctx("tokenization", root, OVERRIDES, out_dir=tmp_path / "02", launcher="slurm"), dry_run=True)
     assert list(r.slurm_scripts) == ["tokenize", "merge"]
     assert all(s.startswith("#!/bin/bash\n#SBATCH") for s in r.slurm_scripts.values())
     # smoke: slurm.tokenization.workers = 2, so every shard (and every source's merge) is packed into 2 tasks
@@ -312,6 +313,6 @@ def test_forked_workers_do_not_hang_with_parallelism_forced_on(run, spec, tmp_pa
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     tok = Tokenizer.from_file(str(out / "tokenizer" / "tokenizer.json"))
     tok.encode_batch(["uno due tre quattro"] * 2000)  # the parent's rayon pool is now in use
-    r = tk.run(spec, out, "local", data_dir=root / "01_data")
+    r = tk.run(stage_ctx("tokenization", root, OVERRIDES, out_dir=out))
     assert r.summary["total_tokens"] == json.loads(
         (root / "02_tokenization" / "tokenized" / "summary.json").read_text())["total_tokens"]

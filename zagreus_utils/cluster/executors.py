@@ -14,36 +14,34 @@
 Reruns: datatrove marks each finished task in ``<logging_dir>/completions/`` and skips it the next
 time, so a stage that failed halfway resumes where it stopped as long as its ``logging_dir`` stays
 the same. Callers keep the logging folder apart from the data they write and never wipe it on a
-plain rerun (see ``data.py``/``tokenization.py``: a changed configuration gets a fresh folder).
+plain rerun (see ``stages/reruns.py``: a changed configuration gets a fresh folder).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+from loguru import logger
 
+from ..pipeline.context import check_launcher
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import Spec
-
-LAUNCHERS = ("local", "slurm")
+from . import slurm
 
 # What may appear unquoted in an ``#SBATCH --key=value`` line or on datatrove's ``srun`` line:
 # no blanks, quotes, ``$``, backticks, ``;``, ``&``, ``|``, redirections or newlines.
 _SAFE = re.compile(r"^[A-Za-z0-9_.,:/@%+=\-]+$")
 _SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{1,2}){0,2}$|^\d+-\d{1,2}$")
-
-
-def check_launcher(launcher: str) -> str:
-    if launcher not in LAUNCHERS:
-        raise ZagreusError(f"unknown launcher {launcher!r}; choose one of: {', '.join(LAUNCHERS)} "
-                           "(the notebook parameter `launcher`, or `zagreus run --launcher`)")
-    return launcher
 
 
 def _safe(value: Any, key: str, where: str) -> str:
@@ -107,11 +105,6 @@ def slurm_bins(spec: Spec) -> int | None:
 def run_executor(executor, job: str) -> None:
     """Run a local executor, keeping datatrove's console chatter out of the notebook (the per-task
     logs stay in ``<logging_dir>/logs/``); a failing task is reported with its log folder."""
-    import contextlib
-    import io
-
-    from loguru import logger
-
     buffer = io.StringIO()
     try:
         with contextlib.redirect_stderr(buffer):
@@ -128,8 +121,6 @@ def run_executor(executor, job: str) -> None:
 
 def _restore_console_logging() -> None:
     """datatrove's task logger replaces loguru's handlers; put a quiet console handler back."""
-    from loguru import logger
-
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
 
@@ -160,11 +151,6 @@ def run_slurm(executor, job: str, *, progress: bool = True, launch=None,
     array's job id (None when every task was already complete). ``launch``: a
     :class:`zagreus_utils.pipeline.manifest.LaunchRecord` to add the jobs to.
     """
-    import subprocess
-    import time
-
-    from . import slurm
-
     if not isinstance(executor, SlurmPipelineExecutor):
         raise ZagreusError(f"run_slurm needs a Slurm executor; got {type(executor).__name__}")
     os.environ.update(slurm.environ())  # datatrove calls sbatch itself: give it the same cluster
@@ -341,6 +327,16 @@ def slurm_dry_run(executor) -> str:
     jobs = math.ceil(len(ranks) / executor.tasks_per_job)
     max_array = min(jobs, executor.max_array_size) if executor.max_array_size != -1 else jobs
     return executor.get_launch_file_contents(executor.get_sbatch_args(max_array), _run_line(executor))
+
+
+def write_dry_run_scripts(jobs: list[tuple[str, Any]], folder: Path) -> dict[str, str]:
+    """The sbatch script of each ``(job name, executor)``, written to ``<folder>/<job>.sbatch``."""
+    scripts = {}
+    for name, ex in jobs:
+        scripts[name] = slurm_dry_run(ex)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.sbatch").write_text(scripts[name])
+    return scripts
 
 
 def sbatch_command(executor, script_path: str = "launch_script.slurm") -> list[str]:

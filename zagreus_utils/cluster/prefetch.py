@@ -3,7 +3,7 @@
 Compute nodes usually have no internet. On a login node, ``zagreus prefetch --profile full``
 downloads into ``HF_HOME`` / ``NLTK_DATA`` everything the full profile's jobs read: the tokenizer,
 the mixture's dataset shards (the same ``hf://datasets`` folders the data stage reads,
-:func:`zagreus_utils.stages.data.hub_input`; offline, the data stage reads them from the cache,
+:func:`zagreus_utils.stages.data_inputs.hub_input`; offline, the data stage reads them from the cache,
 :func:`cached_input`), the lm-eval task datasets of the language's evaluation suite
 (from the task YAMLs of the installed lm-eval), and NLTK's ``punkt_tab`` (lm-eval's ``ifeval`` loads
 it at run time). ``--dry-run`` lists them without any network access. Tasks that the installed
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..pipeline.errors import ZagreusError
 from ..pipeline.paths import hf_home, hub_cache, nltk_data_dir  # noqa: F401 (re-exported)
+from ..stages.data_inputs import SourceInput, hub_input
 
 TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "config.json", "generation_config.json"]
 NLTK_RESOURCES = ("punkt_tab",)
@@ -147,19 +148,15 @@ def cached(item: Item) -> bool:
 
 
 def source_item(source) -> Item:
-    """The hub files a mixture source reads: the folder and glob of :func:`zagreus_utils.stages.data.hub_input`."""
-    from ..stages import data
-
-    inp = data.hub_input(source)
+    """The hub files a mixture source reads: the folder and glob of :func:`zagreus_utils.stages.data_inputs.hub_input`."""
+    inp = hub_input(source)
     folder = inp.folder.removeprefix(f"hf://datasets/{source.dataset}").strip("/")
     return Item("dataset", source.dataset, (f"{folder}/{inp.glob}" if folder else inp.glob,), "dataset")
 
 
 def cached_input(source, spec):
     """Offline: the mixture source's prefetched shards in HF_HUB_CACHE, as a local data-stage input."""
-    from ..stages import data
-
-    inp, item = data.hub_input(source), source_item(source)
+    inp, item = hub_input(source), source_item(source)
     snap = snapshot(item)
     if snap is None:
         raise ZagreusError(
@@ -167,7 +164,7 @@ def cached_input(source, spec):
             f"{hub_cache()}: run `zagreus prefetch --profile {spec.profile.name} --languages "
             f"{spec.language.code}` on a login node with the same HF_HOME, or use the smoke profile (--profile smoke)")
     folder = inp.folder.removeprefix(f"hf://datasets/{source.dataset}").strip("/")
-    return data.SourceInput(source, str(snap / folder) if folder else str(snap), inp.glob, inp.text_key, local=True)
+    return SourceInput(source, str(snap / folder) if folder else str(snap), inp.glob, inp.text_key, local=True)
 
 
 def fetch(item: Item) -> Path | None:

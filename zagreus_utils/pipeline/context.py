@@ -23,6 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from . import manifest, paths, stages
 from .errors import ZagreusError
 
@@ -36,6 +38,21 @@ def check_launcher(launcher: str) -> str:
     return launcher
 
 
+def parse_overrides(overrides) -> dict:
+    """The notebooks' ``overrides`` parameter: a mapping, or its YAML/JSON text (``papermill -p``)."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, str):
+        try:
+            overrides = yaml.safe_load(overrides)
+        except yaml.YAMLError:
+            raise ZagreusError(f"overrides {overrides!r} is not a mapping such as "
+                               "{'data.min_doc_chars': 20}") from None
+    if not isinstance(overrides, dict):
+        raise ZagreusError(f"overrides must be a mapping such as {{'data.min_doc_chars': 20}}, not {overrides!r}")
+    return dict(overrides)
+
+
 @dataclass(frozen=True)
 class StageContext:
     """Everything a stage function reads about where and how it runs (see the module docstring)."""
@@ -45,7 +62,7 @@ class StageContext:
     language: str | None  # None for a per-profile stage
     languages: tuple[str, ...]  # a per-profile stage's languages; (language,) for a per-language one
     run_dir: Path  # runs/<profile>/<language> (per language) or runs/<profile> (per profile)
-    out_dir: Path  # this stage's folder (created)
+    out_dir: Path  # this stage's folder (the stage creates it once its checks pass: a refusal leaves none)
     launcher: str = "local"
     overrides: dict[str, Any] = field(default_factory=dict)
     force: bool = False
@@ -63,10 +80,9 @@ class StageContext:
         lang = language if stage.scope == "language" else None
         rd = Path(run_dir) if str(run_dir) else paths.run_dir(profile, lang)
         od = Path(out_dir) if str(out_dir) else rd / stage.name
-        od.mkdir(parents=True, exist_ok=True)
         langs = tuple(languages) if languages else ((language,) if language else ())
         return cls(stage, profile, lang, langs, rd.resolve(), od.resolve(), check_launcher(launcher),
-                   dict(overrides or {}), bool(force))
+                   parse_overrides(overrides), bool(force))
 
     @cached_property
     def spec(self):
@@ -84,15 +100,17 @@ class StageContext:
 
         return load_profile(self.profile, self.overrides)
 
-    def upstream(self, key: str, language: str | None = None) -> Path:
+    def upstream(self, key: str, language: str | None = None, *, check: bool = True) -> Path:
         """The folder of an earlier stage (of this stage's language, or ``language`` for a per-profile
-        stage), refused with the command that fixes it unless that stage finished ``ok``."""
+        stage), refused with the command that fixes it unless that stage finished ``ok``. ``check=False``
+        only names the folder (a Slurm dry run plans jobs over outputs that do not exist yet)."""
         (stage,) = stages.select([key])
         lang = language or self.language
         base = self.run_dir if self.language is not None and lang == self.language \
             else paths.run_dir(self.profile, lang, self.run_dir.parents[1] if self.language else self.run_dir.parent)
         folder = base / stage.name
-        manifest.require(folder, stage.name, self.profile, lang)
+        if check:
+            manifest.require(folder, stage.name, self.profile, lang)
         return folder
 
     def upstream_manifest(self, key: str, language: str | None = None) -> dict:

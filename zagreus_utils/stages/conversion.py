@@ -15,23 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 
+import yaml
+from tqdm.auto import tqdm
+
 from .. import convert
 from ..model import checkpoints
-from ..pipeline import manifest, paths
+from ..pipeline import manifest
+from ..pipeline.context import StageContext, StageResult
 from ..pipeline.errors import ZagreusError
-from ..pipeline.spec import Spec, load_spec
+from ..pipeline.outputs import StageOutputs
+from ..pipeline.spec import Spec
+from ..pipeline.stages import folder_name
 from ..sample_corpus.knowledge import PROMPTS
 
-STAGE = "04_conversion"
 CARD = "README.md"
 CHECKPOINT_INFO = convert.CHECKPOINT_INFO
-
-
-def resolve_dirs(profile: str, language: str, run_dir="", out_dir="") -> tuple[Path, Path]:
-    rd = Path(run_dir) if run_dir else paths.run_dir(profile, language)
-    od = Path(out_dir) if out_dir else rd / STAGE
-    od.mkdir(parents=True, exist_ok=True)
-    return rd, od
 
 
 def hf_models(out_dir: Path) -> list[Path]:
@@ -45,22 +43,21 @@ def hf_models(out_dir: Path) -> list[Path]:
 
 def final_model(run_dir: Path) -> Path:
     """The HF folder of the last pretraining checkpoint (the base model for SFT)."""
-    models = hf_models(Path(run_dir) / STAGE)
+    folder = Path(run_dir) / folder_name("conversion")
+    models = hf_models(folder)
     if not models:
-        raise ZagreusError(f"no converted checkpoints under {Path(run_dir) / STAGE / 'hf'}; "
+        raise ZagreusError(f"no converted checkpoints under {folder / 'hf'}; "
                            "run the conversion stage first: zagreus run --stages conversion")
     return models[-1]
 
 
 def _sources(spec: Spec, run_dir: Path) -> tuple[str, list[tuple[int, Path]]]:
     """(kind, [(step, checkpoint folder)]) of what this run's pretraining produced."""
-    pre = run_dir / "03_pretraining"
+    pre = run_dir / folder_name("pretraining")
     if spec.profile.name == "full" or not (pre / "checkpoints").is_dir():
         config = next(iter(sorted(pre.glob("*.yaml"))), None)
         ckpt_root = None
         if config is not None:
-            import yaml
-
             ckpt_root = Path((yaml.safe_load(config.read_text()) or {}).get("checkpoints", {})
                              .get("checkpoints_path", ""))
         if not ckpt_root or not ckpt_root.is_dir():
@@ -82,7 +79,7 @@ def _sources(spec: Spec, run_dir: Path) -> tuple[str, list[tuple[int, Path]]]:
 def _tokens_seen(run_dir: Path) -> dict[int, int]:
     """Tokens seen per step, from the local trainer's metrics log."""
     seen: dict[int, int] = {}
-    log = run_dir / "03_pretraining" / "metrics.jsonl"
+    log = run_dir / folder_name("pretraining") / "metrics.jsonl"
     if log.is_file():
         for line in log.read_text().splitlines():
             try:
@@ -113,10 +110,8 @@ def _copy_tokenizer(tokenizer: Path | None, dst: Path) -> None:
 
 def convert_all(spec: Spec, run_dir: Path, out_dir: Path, *, progress: bool = True) -> pd.DataFrame:
     """Convert every checkpoint; one row per conversion (with its verification)."""
-    from tqdm.auto import tqdm
-
     kind, sources = _sources(spec, run_dir)
-    tokenizer = run_dir / "02_tokenization" / "tokenizer"
+    tokenizer = run_dir / folder_name("tokenization") / "tokenizer"
     tokenizer = tokenizer if tokenizer.is_dir() else None
     seen = _tokens_seen(run_dir)
     rows = []
@@ -226,7 +221,8 @@ def model_card(spec: Spec, model_dir: Path, run_dir: Path, conversions: pd.DataF
     for _, r in last.iterrows():
         lines.append(f"- {r['direction']}: max |logits difference| {r['max_logits_diff']}, "
                      f"round trip identical: {r['roundtrip_identical']}")
-    results = run_dir / "06_eval" / "results.csv"
+    evaluated = folder_name("eval")
+    results = run_dir / evaluated / "results.csv"
     lines += ["", "## Evaluation", ""]
     if results.is_file():
         df = pd.read_csv(results)
@@ -234,35 +230,36 @@ def model_card(spec: Spec, model_dir: Path, run_dir: Path, conversions: pd.DataF
         for _, r in df.iterrows():
             lines.append(f"- {r.get('task')}: {r.get('metric')} = {r.get('value')}")
     else:
-        lines.append("No evaluation results yet (stage 06_eval).")
+        lines.append(f"No evaluation results yet (stage {evaluated}).")
     return "\n".join(lines) + "\n"
 
 
-def run(profile: str = "smoke", language: str = "ita", run_dir="", out_dir="", launcher: str = "local",
-        overrides: dict | None = None, progress: bool = True) -> dict:
-    """The stage: convert, verify, size, sample, card. Returns the pieces the notebook shows."""
-    spec = load_spec(language, profile, overrides or {})
-    rd, od = resolve_dirs(profile, language, run_dir, out_dir)
-    manifest.require(rd / "03_pretraining", "03_pretraining", profile, language)
+def run(ctx: StageContext, *, progress: bool = True) -> StageResult:
+    """The stage: convert, verify, size, sample, card; the tables for the notebook and the HTML report."""
+    spec, od = ctx.spec, ctx.out_dir
+    ctx.upstream("pretraining")
+    od.mkdir(parents=True, exist_ok=True)
     # minutes of CPU work on files the earlier stages wrote: it runs here whatever the launcher
-    manifest.LaunchRecord(od, manifest.in_process(launcher), launcher,
-                          note="" if launcher == "local" else "conversion runs in the notebook's process, not as a job")
-    conversions = convert_all(spec, rd, od, progress=progress)
+    manifest.LaunchRecord(od, manifest.in_process(ctx.launcher), ctx.launcher,
+                          note="" if ctx.launcher == "local" else "conversion runs in the notebook's process, not as a job")
+    conversions = convert_all(spec, ctx.run_dir, od, progress=progress)
     final = hf_models(od)[-1]
-    card = model_card(spec, final, rd, conversions)
+    card = model_card(spec, final, ctx.run_dir, conversions)
     (final / CARD).write_text(card)
-    return {"spec": spec, "run_dir": rd, "out_dir": od, "conversions": conversions, "final": final,
-            "sizes": sizes(final), "generations": generations(final, language), "card": card}
-
-
-def write_outputs(result: dict) -> Path:
-    """The stage's tables for the HTML report."""
-    from ..pipeline.outputs import StageOutputs
-
-    out = StageOutputs(result["out_dir"])
-    conv = result["conversions"].drop(columns=["src", "dst"])
-    out.table("conversions", conv, "Conversions and their verification (logits difference, round trip)")
-    out.table("sizes", result["sizes"], f"Size of {result['final'].name} on disk, fp32 and bf16")
-    out.table("generations", result["generations"], f"Greedy continuations of {result['final'].name}")
-    out.note(f"Model card written to {result['final'].name}/{CARD}.")
-    return out.write()
+    result = StageResult(od, ctx.launcher, summary={"final": str(final)}, extra={"final": final, "card": card})
+    result.frames.update(conversions=conversions.drop(columns=["src", "dst"]), sizes=sizes(final),
+                         generations=generations(final, spec.language.code))
+    result.tables.update(
+        conversions=result.frames["conversions"].style.hide(axis="index").format(precision=6),
+        sizes=result.frames["sizes"].style.hide(axis="index").format({"MB": "{:.2f}", "bytes": "{:,}"}),
+        generations=result.frames["generations"].style.hide(axis="index").format(escape="html"))
+    out = StageOutputs(od)
+    out.table("conversions", result.frames["conversions"],
+              "Conversions and their verification (logits difference, round trip)")
+    out.table("sizes", result.frames["sizes"], f"Size of {final.name} on disk, fp32 and bf16")
+    out.table("generations", result.frames["generations"], f"Greedy continuations of {final.name}")
+    note = f"Model card written to {final.name}/{CARD}."
+    out.note(note)
+    result.notes.append(note)
+    out.write()
+    return result

@@ -11,29 +11,31 @@ writes the same files as the local launcher (``checkpoints/``, ``metrics.jsonl``
 ``pretraining.json``); cancelled or failed, a rerun resumes from the last complete checkpoint.
 ``metrics``, ``curves`` and ``planner``
 give the log table, the training curves and the compute plan; ``write_outputs`` writes the
-figures and tables the HTML report embeds (``outputs.json``).
+figures and tables the HTML report embeds (``outputs.json``). :func:`run` is the stage: all of it
+in that order, handing the notebook one :class:`StageResult`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..pipeline import manifest, paths
-from ..nanotron import config as ncfg, logs as nanotron_logs, report_config
+from ..cluster import sbatch, slurm
 from ..model import planning, preflight
 from ..model.arch import LlamaArch
-from ..cluster import sbatch, slurm
+from ..nanotron import config as ncfg, logs as nanotron_logs, report_config
+from ..pipeline import manifest, paths
+from ..pipeline.context import StageContext, StageResult
 from ..pipeline.errors import ZagreusError
+from ..pipeline.outputs import StageOutputs
 from ..pipeline.spec import load_spec
 
-STAGE = "03_pretraining"
-UPSTREAM = "02_tokenization"
 CONFIG_FILE = "nanotron_config.yaml"
 SBATCH_FILE = "pretraining.sbatch"
 SUMMARY_FILE = "pretraining.json"
@@ -62,17 +64,11 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def resolve_dirs(profile: str, language: str, run_dir: str | Path = "", out_dir: str | Path = "") -> tuple[Path, Path]:
-    rd = Path(run_dir) if str(run_dir) else paths.run_dir(profile, language)
-    od = Path(out_dir) if str(out_dir) else rd / STAGE
-    return rd.resolve(), od.resolve()
-
-
-def _tokenizer_string(spec, run_dir: Path) -> str:
+def _tokenizer_string(spec, tokenization_dir: Path) -> str:
     """The tokenizer string the config must carry: the one stage 02 recorded in the token files."""
     if spec.profile.tokenizer.kind == "pretrained":
         return spec.profile.tokenizer.name_or_path  # nanotron asserts the metadata says exactly this
-    summary = run_dir / UPSTREAM / "tokenized" / "summary.json"
+    summary = tokenization_dir / "tokenized" / "summary.json"
     if summary.is_file():
         try:
             data = json.loads(summary.read_text(encoding="utf-8"))
@@ -81,42 +77,35 @@ def _tokenizer_string(spec, run_dir: Path) -> str:
         for key in ("tokenizer", "tokenizer_name_or_path", "tokenizer_string"):
             if isinstance(data.get(key), str):
                 return data[key]
-    return str(run_dir / UPSTREAM / "tokenizer")
+    return str(tokenization_dir / "tokenizer")
 
 
-def prepare(profile: str = "smoke", language: str = "ita", run_dir: str | Path = "", out_dir: str | Path = "",
-            launcher: str = "local", overrides: dict | None = None, *, require_upstream: bool = True,
-            raise_on_failure: bool = True, report_source: str | Path | None = None) -> Prepared:
+def prepare(ctx: StageContext, *, require_upstream: bool = True, raise_on_failure: bool = True,
+            report_source: str | Path | None = None) -> Prepared:
     """Render the config and the sbatch script, and run the pre-flight checks."""
-    if isinstance(overrides, str):  # papermill -p passes text
-        import yaml
-
-        overrides = yaml.safe_load(overrides) or {}
-    if launcher not in ("local", "slurm"):
-        raise ZagreusError(f"unknown launcher {launcher!r}: use 'local' or 'slurm'")
-    spec = load_spec(language, profile, overrides or {})
+    profile, language, launcher, overrides = ctx.profile, ctx.language, ctx.launcher, ctx.overrides
+    spec = ctx.spec
     entry = "nanotron" if spec.profile.hardware.gpus_per_node else "local"
     notes = []
     par = spec.profile.parallelism
     if launcher == "slurm" and entry == "local" and par.tp == par.pp == 1 and par.dp != sbatch.world_size(spec):
         # a CPU profile's Slurm job runs slurm.pretraining.procs_per_node DDP ranks per node: say so in the config
         ranks = sbatch.world_size(spec)
-        spec = load_spec(language, profile, {**(overrides or {}), "parallelism.dp": ranks})
+        spec = load_spec(language, profile, {**overrides, "parallelism.dp": ranks})
         notes.append(f"Slurm launcher on a CPU profile: {ranks} DDP ranks (slurm.pretraining nodes x procs_per_node), "
                      f"so the config says dp {ranks} and each step sees {ranks} x micro_batch_size x accumulation "
                      f"sequences (the local launcher runs one process: dp {par.dp}).")
-    rd, od = resolve_dirs(profile, language, run_dir, out_dir)
-    if require_upstream:
-        manifest.require(rd / UPSTREAM, UPSTREAM, profile, language)
+    rd, od = ctx.run_dir, ctx.out_dir
+    tokenization_dir = ctx.upstream("tokenization", check=require_upstream)
     od.mkdir(parents=True, exist_ok=True)
 
     config = ncfg.render(spec, run_dir=rd, checkpoints_path=od / "checkpoints",
-                         tokenizer_name_or_path=_tokenizer_string(spec, rd))
+                         tokenizer_name_or_path=_tokenizer_string(spec, tokenization_dir))
     if ncfg.weigh_by_size(config) is None:
         notes.append("dataset_weights: none yet (stage 02's token folders are not all there); nanotron main "
                      "would blend the folders equally, not by size")
     header = (f"# nanotron config of run {profile}/{language}, rendered by zagreus_utils.nanotron.config "
-              f"(overrides: {json.dumps(overrides or {}, sort_keys=True)})\n")
+              f"(overrides: {json.dumps(overrides, sort_keys=True)})\n")
     config_path = ncfg.write(config, od / CONFIG_FILE, header)
     validation = ncfg.validate_with_nanotron(config_path) if launcher == "slurm" else \
         "checked against the strict schema of nanotron main (zagreus_utils.nanotron.schema)"
@@ -180,7 +169,7 @@ def execute(prep: Prepared, *, progress: bool = True, log_samples: bool = False,
         if dry_run:
             return dr
         return run_slurm(prep, launch, progress=progress, pending_timeout=pending_timeout, force=force)
-    from ..model import trainer
+    from ..model import trainer  # imports torch
 
     result = trainer.train(prep.config, base=paths.REPO_ROOT, resume="auto", on_mismatch="move_aside",
                            force=force, progress=progress, log_samples=log_samples)
@@ -238,9 +227,7 @@ def run_slurm(prep: Prepared, launch: manifest.LaunchRecord | None = None, *, pr
     ``resume="auto"``). Returns the trainer's result (read back from ``checkpoints/run.json``), or
     a :class:`SlurmRun` for a nanotron job.
     """
-    import time
-
-    from ..model import trainer
+    from ..model import trainer  # imports torch
 
     t0 = time.perf_counter()
     moved = None
@@ -423,16 +410,14 @@ def _plan_row(label: str, p: planning.Plan, achieved_tflops: float | None = None
 # --- outputs.json ---------------------------------------------------------------------------
 
 def write_outputs(prep: Prepared, result=None, df: pd.DataFrame | None = None,
-                  tables: dict[str, pd.DataFrame] | None = None) -> Path:
-    """Figures and tables for the HTML report, indexed in ``outputs.json``."""
+                  tables: dict[str, pd.DataFrame] | None = None, fig=None) -> Path:
+    """Figures and tables for the HTML report, indexed in ``outputs.json`` (``fig``: the curves, if drawn)."""
     import matplotlib.pyplot as plt
-
-    from ..pipeline.outputs import StageOutputs
 
     out = StageOutputs(prep.out_dir)
     df = metrics(prep, result) if df is None else df
     tables = planner(prep, result) if tables is None else tables
-    fig = curves(df, f"Pretraining {prep.profile}/{prep.language}")
+    fig = curves(df, f"Pretraining {prep.profile}/{prep.language}") if fig is None else fig
     out.figure(f"pretraining-curves-{prep.language}", fig, f"Pretraining curves ({prep.profile}/{prep.language})",
                "Training loss vs tokens seen, learning rate and throughput per step of the local run "
                "(metrics.jsonl) and of any nanotron log in the stage folder.")
@@ -456,3 +441,50 @@ def write_outputs(prep: Prepared, result=None, df: pd.DataFrame | None = None,
     for note in list(report_config.OBSERVATIONS) + prep.notes + list(getattr(result, "notes", []) or []):
         out.note(note)
     return out.write()
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+PLANNER_TITLES = {"architecture": "Parameters and FLOPs per token", "memory": "Training memory per rank (estimate)",
+                  "log_check": "The report's log line vs its own config", "plans": "Planner: days and GPU-hours"}
+
+
+def _status_colour(v) -> str:
+    return {"ok": "color: #1a7f37", "FAILED": "color: #cf222e; font-weight: bold"}.get(v, "color: #9a6700")
+
+
+def run(ctx: StageContext, *, progress: bool = True, log_samples: bool = False, dry_run: bool = False) -> StageResult:
+    """Stage 03: render and check (:func:`prepare`), train or submit (:func:`execute`, ``ctx.force``
+    retrains), then the log table, curves, planner and ``outputs.json``. A failed pre-flight check
+    stops before training, with its fix (``preflight.json`` keeps every check)."""
+    prep = prepare(ctx, raise_on_failure=False)
+    res = StageResult(prep.out_dir, ctx.launcher, notes=list(prep.notes))
+    state = {True: "equals the renderer's output", False: "DIFFERS from the renderer's output: re-render it",
+             None: "missing"}
+    committed = f"`{manifest.relative_to_repo(prep.committed_path)}`: {state[prep.committed_up_to_date]}"
+    res.extra.update(prep=prep, config_yaml=prep.config_yaml, validation=prep.validation, sbatch_text=prep.sbatch_text,
+                     entry=prep.entry, observations=list(report_config.OBSERVATIONS), committed=committed)
+    res.frames.update(corrections=corrections_frame(prep), preflight=preflight_frame(prep))
+    res.tables["corrections"] = res.frames["corrections"].style.hide(axis="index").set_properties(
+        **{"text-align": "left"})
+    res.tables["preflight"] = res.frames["preflight"].style.hide(axis="index").map(
+        _status_colour, subset=["status"]).set_properties(**{"text-align": "left"})
+    t0 = time.perf_counter()
+    trained = execute(prep, progress=progress, log_samples=log_samples, dry_run=dry_run, force=ctx.force)
+    res.seconds["training"] = round(time.perf_counter() - t0, 2)
+    res.extra["training"] = trained
+    res.summary = {k: v for k, v in trained.as_dict().items()
+                   if k not in ("checkpoints", "samples_per_source", "notes")}
+    if hasattr(trained, "samples_per_source"):  # the local trainer ran (here, or as the Slurm job)
+        res.extra["checkpoints"] = [relative(c, prep.out_dir) for c in trained.checkpoints]
+        res.extra["samples_per_source"] = trained.samples_per_source
+    res.notes += list(getattr(trained, "notes", []) or [])
+    df = metrics(prep, trained)
+    planned = planner(prep, trained)
+    res.frames.update(metrics=df, **planned)
+    res.tables["metrics_tail"] = df.groupby("source").tail(2)
+    for key in PLANNER_TITLES:
+        res.tables[key] = planned[key].style.hide(axis="index").format(precision=4)
+    res.figures["curves"] = curves(df, f"Pretraining {ctx.profile}/{ctx.language}")
+    write_outputs(prep, trained, df, planned, fig=res.figures["curves"])
+    return res
