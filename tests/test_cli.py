@@ -46,3 +46,17 @@ def test_report_source_that_does_not_exist(capsys, tmp_path, monkeypatch):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "zagreus_utils.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "run" in out.stdout and "audit" in out.stdout
+
+
+def test_sigterm_handler_is_restored_after_the_command(capsys):
+    """`zagreus` turns SIGTERM into Ctrl-C only while its command runs: left installed, the handler
+    is inherited by processes forked later in the same interpreter, and a multiprocessing pool's
+    terminate() (datatrove's local executor) then waits forever for workers that no longer die."""
+    import multiprocessing
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["run", "--profile", "smoke", "--languages", "klingon"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before
+    with multiprocessing.get_context("fork").Pool(2) as pool:  # __exit__ terminates the workers
+        assert pool.map(abs, [-1, -2]) == [1, 2]

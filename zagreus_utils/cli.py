@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         from .convert.cli import main as convert_main
 
         return convert_main(argv[1:])
-    signal.signal(signal.SIGTERM, _terminate)
+    # only while the command runs: a handler left behind would be inherited by processes forked
+    # later in the same interpreter (datatrove's worker pool relies on SIGTERM ending its workers)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished stages and their manifests are kept", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
