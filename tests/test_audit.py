@@ -3,8 +3,10 @@ API and CLI, and the findings on the real report (skipped when it is not there).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from zagreus_utils.audit import checks as ac
 from zagreus_utils.audit.core import audit, audit_text, findings_frame, format_text, main
 from zagreus_utils.pipeline.errors import ZagreusError
 from zagreus_utils.audit.markdown import parse
+from zagreus_utils.nanotron import logs
+from zagreus_utils.nanotron.schedule import NanotronSchedule, lr_at
 from zagreus_utils.nanotron.schema import NANOTRON_SCHEMA, Variants, check_keys, schema_paths
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
@@ -47,8 +51,9 @@ def test_consistent_fixtures_have_no_findings(name):
 
 
 def test_every_check_is_registered_and_has_fixtures():
-    names = {n for n, obj in inspect.getmembers(ac, inspect.isfunction)
-             if n.startswith("check_") and obj.__module__ == ac.__name__}
+    topics = [importlib.import_module(f"{ac.__name__}.{m.name}") for m in pkgutil.iter_modules(ac.__path__)]
+    names = {n for topic in topics for n, obj in inspect.getmembers(topic, inspect.isfunction)
+             if n.startswith("check_") and obj.__module__ == topic.__name__}
     assert names == {c.__name__ for c in ac.CHECKS}
     assert len(OK_FIXTURES) == len(list(FIXTURES.glob("*_bad.md")))
 
@@ -108,7 +113,7 @@ def test_axolotl_config_keys():
 
 
 def test_axolotl_missing_gives_an_info_finding(monkeypatch):
-    monkeypatch.setattr(ac, "axolotl_schema", lambda: (None, "ModuleNotFoundError: No module named 'axolotl'"))
+    monkeypatch.setattr(ac.configs, "axolotl_schema", lambda: (None, "ModuleNotFoundError: No module named 'axolotl'"))
     (f,) = run(ac.check_config_keys, "axolotl_keys_bad.md")
     assert f.severity == "info" and "not importable" in f.found
 
@@ -222,17 +227,18 @@ def test_nanotron_schema_says_where_a_key_belongs():
 
 
 def test_numbers_schedule_and_parameter_count():
-    assert ac.human_number("8.79K") == pytest.approx(8790)
-    assert ac.human_number("480B") == pytest.approx(4.8e11) == ac.human_number("480G")
-    assert ac.human_number("0.0001") == pytest.approx(1e-4) and ac.human_number("fast") is None
-    assert ac.parse_eta("131 days, 1:45:39") == 131 * 86400 + 3600 + 45 * 60 + 39
+    assert logs.number("8.79K") == pytest.approx(8790)
+    assert logs.number("480B") == pytest.approx(4.8e11) == logs.number("480G")
+    assert logs.number("0.0001") == pytest.approx(1e-4) and logs.number("fast") is None
+    assert logs.parse_eta("131 days, 1:45:39") == 131 * 86400 + 3600 + 45 * 60 + 39
     sched = {"learning_rate": 0.003, "lr_warmup_steps": 4000, "lr_warmup_style": "linear",
              "lr_decay_style": "linear", "lr_decay_starting_step": 750000, "lr_decay_steps": 50000,
-             "min_decay_lr": 1e-7}
-    assert ac.nanotron_lr(sched, 2_000_000, 2000) == pytest.approx(0.0015)
-    assert ac.nanotron_lr(sched, 2_000_000, 211364) == pytest.approx(0.003)
-    assert ac.nanotron_lr(sched, 2_000_000, 775000) == pytest.approx((0.003 + 1e-7) / 2)
-    assert ac.nanotron_lr(sched, 2_000_000, 900000) == pytest.approx(1e-7)
+             "min_decay_lr": "1e-7"}  # as YAML reads it: a string
+    schedule = NanotronSchedule.from_section(sched, 2_000_000)
+    assert lr_at(2000, schedule) == pytest.approx(0.0015)
+    assert lr_at(211364, schedule) == pytest.approx(0.003)
+    assert lr_at(775000, schedule) == pytest.approx((0.003 + 1e-7) / 2)
+    assert lr_at(900000, schedule) == pytest.approx(1e-7)
     from zagreus_utils.model.arch import LlamaArch
     from zagreus_utils.model.planning import parameter_counts
 

@@ -22,17 +22,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable
 
 from ..pipeline.errors import ZagreusError
+
+if TYPE_CHECKING:  # pandas is imported by the table functions only: the audit reads lines without it
+    import pandas as pd
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _PREFIX = re.compile(
     r"^\s*(?P<date>\d{1,2}/\d{1,2}(?:/(?P<year>\d{4}))?)\s+(?P<time>\d{1,2}:\d{2}:\d{2})\s*"
     r"\[(?P<tags>[^\]]*)\]\s*:\s*(?P<msg>.*)$")
-_ITERATION = re.compile(r"iteration:\s*(?P<step>\d+)\s*/\s*(?P<total>\d+)")
+ITERATION = re.compile(r"iteration:\s*(?P<step>\d+)\s*/\s*(?P<total>\d+)")
 SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 _NUMBER = re.compile(r"^(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<suffix>[KMBGTPE]?)$")
 _ETA = re.compile(r"^(?:(?P<days>\d+)\s+days?,\s*)?(?P<h>\d+):(?P<m>\d{2}):(?P<s>\d{2}(?:\.\d+)?)$")
@@ -77,19 +78,52 @@ def parse_eta(text: str) -> float | None:
             + float(m.group("s")))
 
 
-def parse_line(line: str, sequence_length: int | None = None) -> dict | None:
-    """One nanotron iteration line -> a row (``None`` for any other line)."""
+def number(text: str) -> float | None:
+    """:func:`parse_number`, or ``None`` for text that is not a nanotron number (``"fast"``)."""
+    try:
+        return parse_number(text)
+    except ValueError:
+        return None
+
+
+def _message(line: str) -> tuple[str, re.Match | None] | None:
+    """(message, prefix match) of an iteration line, ANSI colours stripped; ``None`` for other lines."""
     clean = ANSI.sub("", line).strip()
     if "iteration:" not in clean:
         return None
     m = _PREFIX.match(clean)
+    return (m.group("msg") if m else clean[clean.index("iteration:"):]), m  # else a bare message
+
+
+def _fields(msg: str) -> dict[str, str]:
+    out = {}
+    for part in msg.split("|"):
+        if ":" in part:
+            key, _, value = part.partition(":")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def fields(line: str) -> dict[str, str] | None:
+    """The ``key: value`` fields of an iteration line as written (``iteration`` first, values as
+    printed: ``"480B"``); ``None`` for any other line."""
+    got = _message(line)
+    return None if got is None else _fields(got[0])
+
+
+def parse_line(line: str, sequence_length: int | None = None) -> dict | None:
+    """One nanotron iteration line -> a row (``None`` for any other line)."""
+    got = _message(line)
+    if got is None:
+        return None
+    msg, m = got
     if m:
-        msg, year = m.group("msg"), m.group("year")
+        year = m.group("year")
         tags = [t for t in m.group("tags").split("|") if t]
         stamp = f"{m.group('date')} {m.group('time')}"
-    else:  # a bare message (log captured without the prefix)
-        msg, year, tags, stamp = clean[clean.index("iteration:"):], None, [], None
-    it = _ITERATION.search(msg)
+    else:
+        year, tags, stamp = None, [], None
+    it = ITERATION.search(msg)
     if not it:
         return None
     row: dict = {"timestamp": stamp, "step": float(it.group("step")), "train_steps": float(it.group("total")),
@@ -98,20 +132,15 @@ def parse_line(line: str, sequence_length: int | None = None) -> dict | None:
     row.update({f"rank_{k.lower()}": v for k, v in ranks.items()})
     hosts = [t for t in tags[1:] if "=" not in t]
     row["host"] = hosts[-1] if hosts else None
-    for part in msg.split("|")[1:]:
-        if ":" not in part:
-            continue
-        key, _, value = part.partition(":")
-        key, value = key.strip(), value.strip()
+    for key, value in _fields(msg.split("|", 1)[1] if "|" in msg else "").items():
         if key == "eta":
             row["eta_seconds"] = parse_eta(value)
             continue
-        try:
-            number = parse_number(value)
-        except ValueError:
+        parsed = number(value)
+        if parsed is None:
             row[key] = value
-            continue
-        row[FIELDS.get(key, key)] = number
+        else:
+            row[FIELDS.get(key, key)] = parsed
     v05 = year is not None or "elapsed_time_per_iteration_ms" in msg or "consumed_samples" in msg
     row["format"] = "nanotron v0.5" if v05 else "nanotron"
     gbs = row.pop("global_batch_size", None)
@@ -138,6 +167,8 @@ def _lines(source) -> Iterable[str]:
 
 def parse_nanotron_log(source, sequence_length: int | None = None, name: str = "nanotron") -> pd.DataFrame:
     """All iteration lines of a log (a path, the text, or an iterable of lines)."""
+    import pandas as pd
+
     rows = [r for r in (parse_line(line, sequence_length) for line in _lines(source)) if r]
     df = pd.DataFrame(rows)
     if df.empty:
@@ -148,6 +179,8 @@ def parse_nanotron_log(source, sequence_length: int | None = None, name: str = "
 
 def read_local_metrics(path: str | Path, name: str = "local") -> pd.DataFrame:
     """The local trainer's ``metrics.jsonl`` (one JSON object per optimizer step)."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise ZagreusError(f"no metrics log at {path}; run the pretraining stage first")
@@ -185,6 +218,8 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
 
 def metrics_table(*frames: pd.DataFrame) -> pd.DataFrame:
     """One table from several parsed logs (nanotron and local)."""
+    import pandas as pd
+
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
