@@ -19,7 +19,8 @@ Submitting and following
 
 Parsing
     ``parse_squeue``/``parse_sacct``/``parse_scontrol_jobs``/``parse_sinfo_nodes`` and
-    :func:`combine` are pure functions over the commands' text, testable without Slurm.
+    :func:`combine` are pure functions over the commands' text, testable without Slurm; they live
+    in :mod:`.slurm_parse` and are re-exported here.
 
 The local single-node cluster (``slurm/local-cluster/start.sh``) keeps its ``slurm.conf`` under
 ``$ZAGREUS_SLURM_DIR`` (default ``/tmp/zagreus-slurm``). When ``SLURM_CONF`` is unset, there is no
@@ -35,11 +36,15 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..pipeline.errors import ZagreusError
+from .slurm_parse import (  # noqa: F401 - the parse vocabulary, re-exported: slurm.JobState, slurm.parse_squeue, ...
+    ACTIVE_STATES, FAILURE_ORDER, NEVER_START_REASONS, PENDING_STATES, SACCT_FIELDS, SINFO_FORMAT, SQUEUE_FORMAT,
+    TERMINAL_STATES, TRANSIENT_REASON_PARTS, UNUSABLE_NODE_STATES, JobState, NodeInfo, _split_job_id, combine,
+    never_starts, nodes_of, normalize_state, parse_exit, parse_sacct, parse_scontrol_jobs, parse_scontrol_record,
+    parse_sinfo_nodes, parse_squeue, unusable_message)
 
 LOCAL_CLUSTER_DIR_ENV = "ZAGREUS_SLURM_DIR"
 DEFAULT_LOCAL_CLUSTER_DIR = "/tmp/zagreus-slurm"
@@ -48,40 +53,6 @@ COMMAND_TIMEOUT = 60  # seconds for any one Slurm client command
 PROGRESS_REFRESH = 5.0  # seconds between redraws of an unchanged progress line (elapsed time)
 UNREACHABLE_GRACE = 120  # seconds follow() keeps polling a controller that does not answer
 
-TERMINAL_STATES = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-    "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
-ACTIVE_STATES = frozenset({
-    "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
-    "RESIZING"})
-PENDING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD"})
-# Order in which an array's failed tasks name the whole array's state (most telling first).
-FAILURE_ORDER = ("NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "DEADLINE", "FAILED",
-                 "PREEMPTED", "SPECIAL_EXIT", "REVOKED", "CANCELLED")
-
-# Pending reasons (spaces and underscores removed, lower case) after which a job never starts
-# without someone changing the job or the cluster.
-NEVER_START_REASONS = {
-    "partitionconfig": "the job asks more nodes, CPUs, memory or GRES than the partition has or allows",
-    "partitionnodelimit": "the job asks more nodes than the partition has or allows",
-    "partitiontimelimit": "the job's --time exceeds the partition's MaxTime",
-    "partitiondown": "the partition is down (`scontrol update partitionname=<p> state=up`)",
-    "partitioninactive": "the partition is inactive",
-    "badconstraints": "no node has the requested features/constraints",
-    "dependencyneversatisfied": "a job it depends on failed or was cancelled",
-    "jobhelduser": "the job is held (`scontrol release <id>`)",
-    "jobheldadmin": "an administrator holds the job",
-    "invalidaccount": "the account is not valid here",
-    "invalidqos": "the QOS is not valid here",
-    "accountnotallowed": "the account may not use this partition",
-    "qosnotallowed": "the QOS may not use this partition",
-    "reqnodenotavail": "a node the job requires is unavailable (drained, down or reserved)",
-}
-# Reasons that look final but are not (a maintenance reservation ends).
-TRANSIENT_REASON_PARTS = ("reservedformaintenance", "maintenance")
-UNUSABLE_NODE_STATES = frozenset({
-    "down", "drain", "drained", "draining", "drng", "fail", "failing", "future", "futr", "inval",
-    "no_respond", "not_responding"})
 
 DIRECTIVE_PLAIN = re.compile(r"^[A-Za-z0-9._:@%+=,/\[\]-]+$")
 DIRECTIVE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -206,6 +177,16 @@ def sbatch_header(**directives) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}(:\d{1,2}){0,2}$|^\d+-\d{1,2}$")  # sbatch's --time forms
+
+
+def check_time_limit(value: str | None, where: str, example: str = '"24:00:00" or "1-00:00:00"') -> str:
+    """``value`` when sbatch reads it as a time limit, else one line naming ``where`` it is set."""
+    if not TIME_LIMIT.match(value or ""):
+        raise ZagreusError(f"{where} = {value!r} is not a Slurm time limit; write e.g. {example}")
+    return value
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -328,204 +309,6 @@ def cancel(job_id: str) -> None:
 
 # ---------------------------------------------------------------------------- job state
 
-@dataclass
-class JobState:
-    """A job's state as the scheduler reports it.
-
-    ``state`` is Slurm's base state name (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT,
-    NODE_FAIL, OUT_OF_MEMORY, ...); ``exit_code``/``signal`` split Slurm's ``code:signal``.
-    For an array job, ``tasks`` holds each task's state and ``state`` sums them up (PENDING or
-    RUNNING while any task is unfinished; COMPLETED when all completed; otherwise the most telling
-    failure).
-    """
-
-    job_id: str
-    state: str
-    exit_code: int | None = None
-    signal: int | None = None
-    reason: str = ""
-    partition: str = ""
-    nodes: str = ""
-    stdout: str = ""
-    array_task_id: str | None = None
-    tasks: list["JobState"] = field(default_factory=list)
-    source: str = ""
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    @property
-    def ok(self) -> bool:
-        return self.state == "COMPLETED"
-
-    @property
-    def pending(self) -> bool:
-        return self.state in PENDING_STATES
-
-    @property
-    def is_array(self) -> bool:
-        return bool(self.tasks)
-
-    def exit_text(self) -> str:
-        if self.exit_code is None:
-            return "unknown"
-        return f"{self.exit_code}:{self.signal or 0}" + (f" (signal {self.signal})" if self.signal else "")
-
-    def describe(self) -> str:
-        text = f"job {self.job_id} {self.state}"
-        if self.reason and self.reason not in ("None", "(null)"):
-            text += f" ({self.reason})"
-        if self.tasks:
-            counts: dict[str, int] = {}
-            for task in self.tasks:
-                counts[task.state] = counts.get(task.state, 0) + 1
-            text += " [" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "]"
-        return text
-
-
-def normalize_state(text: str) -> str:
-    """``CANCELLED by 0`` → ``CANCELLED``; ``cancelled+`` → ``CANCELLED``."""
-    word = (text or "").strip().split(" ", 1)[0].rstrip("+*").upper()
-    return word or "UNKNOWN"
-
-
-def parse_exit(text: str) -> tuple[int | None, int | None]:
-    """Slurm's ``code:signal`` → (code, signal)."""
-    match = re.fullmatch(r"\s*(-?\d+)(?::(\d+))?\s*", text or "")
-    if not match:
-        return None, None
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def _split_job_id(job_id: str) -> tuple[str, str | None]:
-    """``11_2`` → (``11``, ``2``); ``11`` → (``11``, None); ``11_[0-3]`` → (``11``, ``[0-3]``)."""
-    base, sep, task = str(job_id).partition("_")
-    return base, (task if sep else None)
-
-
-SQUEUE_FORMAT = "%i|%F|%K|%T|%r|%P|%N"
-
-
-def parse_squeue(text: str) -> list[JobState]:
-    """Lines of ``squeue -h -r -t all -o '%i|%F|%K|%T|%r|%P|%N'``."""
-    jobs = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = line.split("|")
-        if len(parts) < 4:
-            continue
-        parts += [""] * (7 - len(parts))
-        jid, array_id, task, state, reason, partition, nodes = (p.strip() for p in parts[:7])
-        task_id = None if task in ("", "N/A") else task
-        jobs.append(JobState(job_id=jid, state=normalize_state(state), reason=reason, partition=partition,
-                             nodes=nodes, array_task_id=task_id, source="squeue"))
-    return jobs
-
-
-SACCT_FIELDS = "JobID,State,ExitCode,Reason,Partition,NodeList"
-
-
-def parse_sacct(text: str) -> list[JobState]:
-    """Lines of ``sacct -X -P -n -o JobID,State,ExitCode,Reason,Partition,NodeList`` (job steps skipped)."""
-    jobs = []
-    for line in text.splitlines():
-        if not line.strip() or "|" not in line:
-            continue
-        parts = line.split("|") + [""] * 6
-        jid, state, exit_text, reason, partition, nodes = (p.strip() for p in parts[:6])
-        if jid.lower() == "jobid" or "." in jid:  # a header line, or a step (123.batch, 123.0)
-            continue
-        code, sig = parse_exit(exit_text)
-        _, task = _split_job_id(jid)
-        jobs.append(JobState(job_id=jid, state=normalize_state(state), exit_code=code, signal=sig,
-                             reason=reason, partition=partition, nodes=nodes, array_task_id=task,
-                             source="sacct"))
-    return jobs
-
-
-_SCONTROL_KEY = re.compile(r"(?:(?<=\s)|^)([A-Za-z][A-Za-z0-9_/:]*)=")
-
-
-def parse_scontrol_record(line: str) -> dict[str, str]:
-    """One ``scontrol show job -o`` line → {key: value} (values may hold blanks and ``=``)."""
-    fields: dict[str, str] = {}
-    matches = list(_SCONTROL_KEY.finditer(line))
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
-        fields.setdefault(match.group(1), line[match.end():end].strip())
-    return fields
-
-
-def parse_scontrol_jobs(text: str) -> list[JobState]:
-    """The output of ``scontrol show job -o <id>`` (one line per job or array task)."""
-    jobs = []
-    records = []
-    if "\n   " in text:  # the multi-line form (without -o): join each record's indented lines
-        for block in re.split(r"\n\s*\n", text.strip()):
-            records.append(" ".join(ln.strip() for ln in block.splitlines()))
-    else:
-        records = [ln for ln in text.splitlines() if ln.strip()]
-    for line in records:
-        rec = parse_scontrol_record(line)
-        if "JobId" not in rec or "JobState" not in rec:
-            continue
-        array_id, task = rec.get("ArrayJobId"), rec.get("ArrayTaskId")
-        jid = f"{array_id}_{task}" if array_id and task else rec["JobId"]
-        code, sig = parse_exit(rec.get("ExitCode", ""))
-        jobs.append(JobState(job_id=jid, state=normalize_state(rec["JobState"]), exit_code=code, signal=sig,
-                             reason=rec.get("Reason", "").replace("_", " ") if rec.get("Reason") else "",
-                             partition=rec.get("Partition", ""),
-                             nodes="" if rec.get("NodeList") in (None, "(null)") else rec["NodeList"],
-                             stdout=rec.get("StdOut", ""), array_task_id=task, source="scontrol"))
-    return jobs
-
-
-def _task_sort_key(job: JobState):
-    task = job.array_task_id or ""
-    return (0, int(task)) if task.isdigit() else (1, task)
-
-
-def combine(job_id: str, records: Sequence[JobState]) -> JobState | None:
-    """One JobState for ``job_id`` from the records a command gave (array tasks summed up)."""
-    job_id = str(job_id)
-    base, wanted_task = _split_job_id(job_id)
-    mine = []
-    for rec in records:
-        rec_base, rec_task = _split_job_id(rec.job_id)
-        if rec.array_task_id is not None and rec_task is None:
-            rec_task = rec.array_task_id
-        if wanted_task is not None:
-            if rec.job_id == job_id or (rec_base == base and rec_task == wanted_task):
-                mine.append(rec)
-        elif rec_base == base or rec.job_id == job_id:
-            mine.append(rec)
-    if not mine:
-        return None
-    if wanted_task is not None or (len(mine) == 1 and mine[0].array_task_id is None):
-        single = mine[0]
-        return JobState(**{**single.__dict__, "job_id": job_id})
-    tasks = sorted(mine, key=_task_sort_key)
-    states = [t.state for t in tasks]
-    unfinished = [t for t in tasks if not t.terminal]
-    if unfinished:
-        running = [t for t in unfinished if t.state in ACTIVE_STATES]
-        lead = running[0] if running else unfinished[0]
-        state, code, sig = ("RUNNING" if running else lead.state), None, None
-        reason = lead.reason
-    elif all(s == "COMPLETED" for s in states):
-        lead, state, code, sig, reason = tasks[0], "COMPLETED", 0, 0, ""
-    else:
-        failed = [t for t in tasks if t.state != "COMPLETED"]
-        failed.sort(key=lambda t: FAILURE_ORDER.index(t.state) if t.state in FAILURE_ORDER else len(FAILURE_ORDER))
-        lead = failed[0]
-        state, code, sig, reason = lead.state, lead.exit_code, lead.signal, lead.reason
-    return JobState(job_id=job_id, state=state, exit_code=code, signal=sig, reason=reason,
-                    partition=lead.partition, nodes=lead.nodes, stdout=lead.stdout, tasks=list(tasks),
-                    source=lead.source)
-
-
 class SlurmUnreachable(ZagreusError):
     """A Slurm command could not get an answer from the controller (perhaps only for a moment)."""
 
@@ -589,72 +372,11 @@ def state(job_id: str) -> JobState:
 
 # ---------------------------------------------------------------------------- nodes
 
-@dataclass
-class NodeInfo:
-    name: str
-    state: str          # sinfo's long state, lower case, flags stripped (idle, mixed, drained, down, ...)
-    reason: str = ""
-    partition: str = ""
-    default: bool = False  # the partition is the cluster's default
-    cpus: str = ""
-    memory_mb: str = ""
-    gres: str = ""
-    flags: str = ""     # sinfo's state suffixes: * not responding, ~ powered off, # powering up, ...
-
-    @property
-    def usable(self) -> bool:
-        parts = set(self.state.split("+"))
-        return not (parts & UNUSABLE_NODE_STATES)
-
-
-SINFO_FORMAT = "%N|%T|%E|%P|%c|%m|%G"
-
-
-def parse_sinfo_nodes(text: str) -> list[NodeInfo]:
-    """Lines of ``sinfo -h -N -o '%N|%T|%E|%P|%c|%m|%G'`` (one per node and partition)."""
-    nodes = []
-    for line in text.splitlines():
-        if not line.strip() or "|" not in line:
-            continue
-        parts = line.split("|") + [""] * 7
-        name, state, reason, partition, cpus, mem, gres = (p.strip() for p in parts[:7])
-        if name.upper() == "NODELIST":
-            continue
-        base = state.lower()
-        flags = ""
-        while base and base[-1] in "*~#!%$@^-":
-            flags = base[-1] + flags
-            base = base[:-1]
-        nodes.append(NodeInfo(name=name, state=base, reason="" if reason == "none" else reason,
-                              partition=partition.rstrip("*"), default=partition.endswith("*"),
-                              cpus=cpus, memory_mb=mem, gres="" if gres == "(null)" else gres, flags=flags))
-    return nodes
-
-
 def _sinfo_nodes(partition: str | None) -> list[NodeInfo]:
     args = ["sinfo", "-h", "-N", "-o", SINFO_FORMAT]
     if partition:
         args[1:1] = ["-p", partition]
     return parse_sinfo_nodes(_run(args).stdout)
-
-
-def nodes_of(nodes: Sequence[NodeInfo], partition: str | None) -> list[NodeInfo]:
-    """The nodes of ``partition`` (None: the default partition)."""
-    if partition:
-        return [n for n in nodes if n.partition == partition]
-    return [n for n in nodes if n.default]
-
-
-def unusable_message(partition: str | None, nodes: Sequence[NodeInfo]) -> str | None:
-    """A clear message when every node of the partition is drained/down, else None."""
-    if not nodes or any(n.usable for n in nodes):
-        return None
-    part = partition or nodes[0].partition
-    listing = ", ".join(f"{n.name} {n.state}{n.flags}" + (f" (reason: {n.reason})" if n.reason else "") for n in nodes)
-    names = ",".join(sorted({n.name for n in nodes}))
-    return (f"every node of partition {part} is drained or down: {listing}. A job there would wait forever. "
-            f"Resume the nodes (as root / the Slurm admin): `scontrol update nodename={names} state=resume`, "
-            "or submit to another partition")
 
 
 def check_nodes(partition: str | None = None) -> list[NodeInfo]:
@@ -711,25 +433,6 @@ def tail(path: str | Path | None, lines: int = 30) -> str:
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
-
-
-def never_starts(job: JobState, nodes: Sequence[NodeInfo] | None) -> str | None:
-    """Why a pending job can never start, or None (it may still start). ``nodes``: its partition's nodes.
-
-    A job on a partition whose nodes are all drained or down never starts, whatever its reason
-    says; otherwise the reason decides (NEVER_START_REASONS), except for maintenance reservations.
-    """
-    if nodes:
-        message = unusable_message(job.partition or None, nodes)
-        if message:
-            return message
-    compact = re.sub(r"[\s_]", "", job.reason or "").lower()
-    if any(part in compact for part in TRANSIENT_REASON_PARTS):
-        return None
-    for key, hint in NEVER_START_REASONS.items():
-        if compact.startswith(key) or compact.startswith("(" + key):
-            return f"Slurm will never start it as it is (reason {job.reason}): {hint}"
-    return None
 
 
 def _progress_bar(enabled: bool, job_id: str):
