@@ -41,7 +41,6 @@ from . import slurm
 # What may appear unquoted in an ``#SBATCH --key=value`` line or on datatrove's ``srun`` line:
 # no blanks, quotes, ``$``, backticks, ``;``, ``&``, ``|``, redirections or newlines.
 _SAFE = re.compile(r"^[A-Za-z0-9_.,:/@%+=\-]+$")
-_SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{1,2}){0,2}$|^\d+-\d{1,2}$")
 
 
 def _safe(value: Any, key: str, where: str) -> str:
@@ -229,9 +228,7 @@ def make_executor(spec: Spec, launcher: str, pipeline: list, *, job_name: str, l
     settings = profile.slurm.tokenization
     tasks = int(tasks if tasks is not None else (settings.tasks or 1))
     workers = int(workers if workers is not None else (settings.workers if settings.workers is not None else -1))
-    if not _SLURM_TIME.match(settings.time or ""):
-        raise ZagreusError(f"{where}.tokenization.time = {settings.time!r} is not a Slurm time limit; "
-                           "write e.g. \"24:00:00\" or \"1-00:00:00\"")
+    slurm.check_time_limit(settings.time, f"{where}.tokenization.time")
     _safe(job_name, "job name", where)
     _safe(logging_dir, "logging folder", where)
     sbatch_args: dict[str, str] = {}

@@ -35,6 +35,7 @@ SHELL = "/bin/bash"
 
 # Site settings the spec does not hold (the report's values; override per call).
 DEFAULT_MODULES = ("profile/global", "python/3.11", "cuda/12.2", "cudnn", "nccl", "gcc")
+SFT_MODULES = ("profile/global", "cuda/12.2", "cudnn", "nccl")  # the report's SFT script loads no python/gcc
 DEFAULT_NCCL = (("NCCL_IB_DISABLE", "0"), ("NCCL_SOCKET_IFNAME", "ib0,eno,eth"))
 DEFAULT_MASTER_PORT = 29400
 

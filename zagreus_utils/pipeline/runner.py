@@ -19,8 +19,8 @@ from typing import Any
 
 from . import lock, manifest, paths, runplan, stages as stage_mod
 from .errors import ZagreusError
+from .spec import OFFLINE_VARIABLES
 
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 @dataclass

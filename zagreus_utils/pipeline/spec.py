@@ -205,6 +205,10 @@ class EvalSettings(_Strict):
     device: str
 
 
+#: what an offline profile (``offline: true``) sets to 1: the Hugging Face libraries read no network
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
 class ProfileSpec(_Strict):
     name: str
     description: str

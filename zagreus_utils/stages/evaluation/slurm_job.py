@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,12 +19,11 @@ from ...cluster import slurm as slurm_mod
 from ...pipeline import paths
 from ...pipeline.errors import ZagreusError
 from ...pipeline.manifest import LaunchRecord
-from ...pipeline.spec import load_spec
+from ...pipeline.spec import OFFLINE_VARIABLES, load_spec
 from .evaluate import EvalPlan, _model_done, evaluate_model, lm_eval_version
-from .tasks import OFFLINE_VARIABLES, go_offline, task_manager
+from .tasks import go_offline, task_manager
 
 TEMPLATE = paths.REPO_ROOT / "slurm" / "eval.sbatch.j2"
-_SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{1,2}){0,2}$|^\d+-\d{1,2}$")
 
 
 def slurm_script(plan: EvalPlan, plan_file: Path, *, python: str | None = None, job_name: str | None = None,
@@ -38,9 +36,7 @@ def slurm_script(plan: EvalPlan, plan_file: Path, *, python: str | None = None, 
     spec = spec or load_spec(plan.language, plan.profile, plan.overrides)
     s = spec.profile.slurm
     res = s.eval
-    if not _SLURM_TIME.match(res.time or ""):
-        raise ZagreusError(f"configs/profiles/{plan.profile}.yaml slurm.eval.time = {res.time!r} is not a Slurm "
-                           "time limit; write e.g. \"04:00:00\"")
+    slurm_mod.check_time_limit(res.time, f"configs/profiles/{plan.profile}.yaml slurm.eval.time", '"04:00:00"')
     if not plan.models:
         raise ZagreusError("no models to evaluate: nothing to submit")
     gres = res.gres or (f"gpu:{res.gpus_per_node}" if res.gpus_per_node else None)

@@ -23,6 +23,7 @@ import yaml
 
 from ...pipeline import paths
 from ...pipeline.errors import ZagreusError
+from ...pipeline.spec import OFFLINE_VARIABLES
 from ...results.benchmarks import HELDOUT_STYLES, STYLE_METRIC  # noqa: F401 (re-exported)
 
 TASK_CONFIGS = paths.CONFIGS / "lm_eval"
@@ -34,7 +35,6 @@ TEST_ITEMS = 60     # per style and language: the test split (the 2-core time bu
 BPB_DOCS = 50       # held-out documents per language for bits per byte
 ACCURACY_METRICS = ("acc", "acc_norm")
 
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 _BUILDERS = {"json", "csv", "parquet", "text", "arrow", "pandas", "webdataset", "imagefolder", "audiofolder"}
 
 

@@ -21,7 +21,6 @@ from .axolotl import SftPlan, SftRun, _clear_previous_model, check_output
 from .config import load_config
 
 TEMPLATE = paths.REPO_ROOT / "slurm" / "sft.sbatch.j2"
-DEFAULT_MODULES = ("profile/global", "cuda/12.2", "cudnn", "nccl")   # the report's SFT script
 
 
 def render_sbatch(spec, config_path: str | Path, *, workdir: str | Path = paths.REPO_ROOT,
@@ -39,7 +38,7 @@ def render_sbatch(spec, config_path: str | Path, *, workdir: str | Path = paths.
     procs = gpus or 1
     if venv == "auto":
         venv = sys.prefix if (Path(sys.prefix) / "bin" / "activate").is_file() else None
-    modules = DEFAULT_MODULES if (modules is None and gpus) else (modules or ())
+    modules = sbatch.SFT_MODULES if (modules is None and gpus) else (modules or ())
     nccl = sbatch.DEFAULT_NCCL if (nccl is None and gpus) else (nccl or ())
     return sbatch.script(
         TEMPLATE,

@@ -17,13 +17,13 @@ from typing import Any
 import pandas as pd
 
 from ...pipeline.errors import ZagreusError
-from ...pipeline.spec import load_spec
+from ...pipeline.spec import OFFLINE_VARIABLES, load_spec
 from .config import _MISSING, _short, flatten, is_cpu, render
 
 # --- validation with axolotl ----------------------------------------------------------------
 
-OFFLINE_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
-               "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+OFFLINE_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", **dict.fromkeys(OFFLINE_VARIABLES, "1"),
+               "HF_HUB_DISABLE_TELEMETRY": "1",
                "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
 RENAMED = {"flash_attention": "attn_implementation"}
 # What the report's config and Slurm script get wrong or leave without effect (shown with the
