@@ -14,7 +14,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from ..nanotron.config import NanotronSchedule
+from ..nanotron.schedule import NanotronSchedule, lr_at
+from ..results.formatting import count as fmt_count, memory as fmt_bytes  # noqa: F401 (planning.fmt_*: the display names)
 from .arch import LlamaArch
 
 #: dense bf16 peak TFLOP/s per GPU, for the GPUs a profile may name
@@ -199,7 +200,7 @@ def log_line_check(row: Mapping[str, Any], arch: LlamaArch, seq_len: int, *, dec
 
     if config is not None and row.get("step") is not None:
         add("train_steps", row.get("train_steps"), config["tokens"]["train_steps"], "the line's 'iteration: i / N' vs the config")
-        add("learning rate at this step", row.get("lr"), NanotronSchedule.from_config(config).lr_at(int(row["step"])),
+        add("learning rate at this step", row.get("lr"), lr_at(int(row["step"]), NanotronSchedule.from_config(config)),
             "nanotron's warmup-stable-decay schedule of the config")
     fpt = flops_per_token(arch, seq_len)["total"]
     tps, tpg = row.get("tokens_per_sec"), row.get("tokens_per_sec_per_gpu")
@@ -225,18 +226,6 @@ def log_line_check(row: Mapping[str, Any], arch: LlamaArch, seq_len: int, *, dec
         add("eta (days)", row["eta_seconds"] / 86400,
             (row["train_steps"] - row["step"]) * it_ms / 1000 / 86400, "remaining steps x iteration time")
     return out
-
-
-def fmt_count(n: float) -> str:
-    """``437760960`` -> ``437.8M``."""
-    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.1f}{unit}"
-    return f"{n:g}"
-
-
-def fmt_bytes(n: float) -> str:
-    return f"{n / GIB:.2f} GiB" if n >= 0.1 * GIB else f"{n / 2**20:.1f} MiB"
 
 
 def summary_rows(arch: LlamaArch, seq_len: int) -> list[dict]:

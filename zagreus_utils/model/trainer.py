@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from ..pipeline.errors import ZagreusError
-from ..nanotron.config import NanotronSchedule, load
+from ..nanotron.config import load
+from ..nanotron.schedule import NanotronSchedule
 from .arch import LlamaArch
 from .checkpoints import (PREVIOUS, checkpoints, is_complete, move_aside, read_record, step_of, truncate_jsonl,
                           verify_checkpoint, write_atomic)
@@ -166,7 +167,7 @@ class Settings:
 # --- the schedule ---------------------------------------------------------------------------
 
 def schedule_for(s: Settings) -> NanotronSchedule:
-    """nanotron's schedule of these settings (see :class:`zagreus_utils.nanotron.config.NanotronSchedule`)."""
+    """nanotron's schedule of these settings (see :class:`zagreus_utils.nanotron.schedule.NanotronSchedule`)."""
     return NanotronSchedule(s.learning_rate, s.lr_warmup_steps, s.lr_warmup_style, s.lr_decay_starting_step,
                             s.lr_decay_steps, s.lr_decay_style, s.min_decay_lr, s.train_steps)
 

@@ -14,7 +14,6 @@ Validation is strict as nanotron is (dacite in strict mode: an unknown key is an
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -399,53 +398,3 @@ def validate_with_nanotron(path: str | Path) -> str:
     except Exception as exc:  # dacite errors, asserts in __post_init__
         raise ZagreusError(f"nanotron refuses {path}: {type(exc).__name__}: {exc}") from None
     return "loaded by nanotron.config.get_config_from_file"
-
-
-
-# --- the learning-rate schedule a config means -----------------------------------------------
-
-class NanotronSchedule:
-    """nanotron's ``lr_scheduler_builder`` lambda (a multiplier of the peak lr) for a LambdaLR."""
-
-    def __init__(self, learning_rate: float, warmup_steps: int, warmup_style: str, decay_start: int | None,
-                 decay_steps: int | None, decay_style: str, min_lr: float, train_steps: int):
-        self.lr = learning_rate
-        self.warmup = warmup_steps or 0
-        self.warmup_style = warmup_style
-        if decay_steps is None:  # nanotron's defaults
-            decay_steps = train_steps - self.warmup - (decay_start or 0)
-        self.decay_steps = decay_steps
-        self.decay_start = self.warmup if decay_start is None else decay_start
-        self.decay_style = decay_style
-        self.min_lr = min_lr
-
-    def lr_at(self, step: int) -> float:
-        if self.warmup == 0 and self.decay_steps == 0:
-            return self.lr
-        if self.warmup_style is not None and step <= self.warmup:
-            return self.lr * step / max(self.warmup, 1) if self.warmup_style == "linear" else self.lr
-        if step < self.decay_start:
-            return self.lr
-        if step < self.decay_start + self.decay_steps:
-            progress = (step - self.decay_start) / self.decay_steps
-            if self.decay_style == "linear":
-                factor = 1 - progress
-            elif self.decay_style == "cosine":
-                factor = (1 + math.cos(math.pi * progress)) / 2
-            elif self.decay_style == "1-sqrt":
-                factor = 1 - math.sqrt(progress)
-            else:
-                raise ZagreusError(f"unknown lr_decay_style {self.decay_style!r}: use linear, cosine or 1-sqrt")
-            return self.min_lr + (self.lr - self.min_lr) * factor
-        return self.min_lr
-
-    def __call__(self, step: int) -> float:
-        return self.lr_at(step) / self.lr
-
-    @classmethod
-    def from_config(cls, config: dict) -> "NanotronSchedule":
-        s = config["optimizer"]["learning_rate_scheduler"]
-        return cls(s["learning_rate"], s.get("lr_warmup_steps") or 0, s.get("lr_warmup_style") or "linear",
-                   s.get("lr_decay_starting_step"), s.get("lr_decay_steps"), s.get("lr_decay_style") or "linear",
-                   s["learning_rate"] if s.get("min_decay_lr") is None else s["min_decay_lr"],
-                   config["tokens"]["train_steps"])

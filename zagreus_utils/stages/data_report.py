@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from ..pipeline.spec import Spec
 from .data_inputs import Layout, SourceInput, group_of
-from .display import PALETTE, finish_figure, fmt_int, fmt_pct, fmt_tokens, styled
+from ..results.formatting import integer as fmt_int, percent as fmt_pct, tokens as fmt_tokens
+from .display import PALETTE, finish_figure, styled
 
 BYTES_PER_TOKEN_ESTIMATE = 4  # before a tokenizer exists: the usual ~4 bytes of English per token
 STEPS = ("min_chars", "quality", "repetition", "minhash")

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from .display import PALETTE, finish_figure, fmt_bytes, fmt_int, fmt_tokens, styled
+from ..results.formatting import integer as fmt_int, size_bytes as fmt_bytes, tokens as fmt_tokens
+from .display import PALETTE, finish_figure, styled
 from .tokenizer import LLAMA_TOKENIZER
 
 REPORT_TEXT_TO_TOKENS = 3.0  # "for every 1 GB of text, approximately 3 GB of tokenized outputs"
