@@ -19,7 +19,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ..pipeline import paths
-from . import prefetch
+from ..pipeline.spec import load_spec
+from . import prefetch, slurm
 
 MAKE_TRAIN_ENV = "make train-env TRAIN_ENV={env}   (with the CUDA module loaded; README, cluster)"
 # what the train env must show: nanotron's data loader needs datatrove's avoid-s3 signature
@@ -156,16 +157,12 @@ def check_caches(profile: str, languages: list[str]) -> tuple[list[Check], list[
 
 
 def check_slurm() -> Check:
-    from . import slurm
-
     ok = slurm.cluster_available()
     return Check("Slurm", "ok" if ok else "FAIL", "sinfo answers" if ok else "sbatch/sinfo missing or no controller answers",
                  "run on the cluster's login node (module load slurm), or check SLURM_CONF")
 
 
 def run(profile: str, languages: list[str]) -> list[Check]:
-    from ..pipeline.spec import load_spec
-
     spec = load_spec(languages[0], profile)
     checks = check_pins()
     if spec.profile.hardware.gpus_per_node:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..pipeline.errors import ZagreusError
+from ..pipeline.spec import load_spec
 from ..pipeline.paths import hf_home, hub_cache, nltk_data_dir  # noqa: F401 (re-exported)
 from ..stages.data_inputs import SourceInput, hub_input
 
@@ -84,8 +85,7 @@ def task_datasets(task: str) -> list[tuple[str, str | None]] | None:
 
 def items(profile: str, languages: list[str]) -> list[Item]:
     """Everything the profile reads at run time for these languages, deduplicated, in fetch order."""
-    from ..stages.evaluation.tasks import suite_source
-    from ..pipeline.spec import load_spec
+    from ..stages.evaluation.tasks import suite_source  # imports this module: a cycle at import time
 
     out: list[Item] = []
     specs = [load_spec(lang, profile) for lang in languages]

@@ -27,6 +27,7 @@ import yaml
 
 from . import manifest, paths, stages
 from .errors import ZagreusError
+from .spec import load_profile, load_spec
 
 LAUNCHERS = ("local", "slurm")
 
@@ -87,8 +88,6 @@ class StageContext:
     @cached_property
     def spec(self):
         """The typed spec of (language, profile) with the overrides (a per-language stage)."""
-        from .spec import load_spec
-
         if self.language is None:
             raise ZagreusError(f"stage {self.stage.name} runs per profile: use ctx.profile_spec")
         return load_spec(self.language, self.profile, self.overrides)
@@ -96,8 +95,6 @@ class StageContext:
     @cached_property
     def profile_spec(self):
         """The profile's typed settings with the overrides."""
-        from .spec import load_profile
-
         return load_profile(self.profile, self.overrides)
 
     def upstream(self, key: str, language: str | None = None, *, check: bool = True) -> Path:

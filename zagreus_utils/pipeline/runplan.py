@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..model import preflight
+from ..nanotron import config as ncfg
 from . import manifest, paths, spec as specs, stages as stage_mod
 from .errors import ZagreusError
 
@@ -93,9 +95,6 @@ def language_problem(lang: str, profile: specs.ProfileSpec, overrides: dict | No
 def training_problems(spec: specs.Spec, overrides: dict | None) -> list[str]:
     """Stage 03's settings checks (schedule, sequence length) on the rendered config,
     each naming where the values it mentions come from."""
-    from ..nanotron import config as ncfg
-    from ..model import preflight
-
     config = ncfg.render(spec)
     # The world size is left to stage 03: on a CPU profile the Slurm launcher sets dp from
     # slurm.pretraining there (pretraining.prepare), so the profile's own dp is not the final one.

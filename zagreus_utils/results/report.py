@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jinja2
 
+from ..audit import core as audit
 from ..pipeline import manifest, paths
 from ..pipeline.stages import folder_name
 from ..pipeline.errors import ZagreusError
@@ -88,8 +89,6 @@ def _audit_section(source: Path | None) -> dict:
     if not source.is_file():
         raise ZagreusError(f"report source {source} does not exist; pass the report's markdown, "
                            f"e.g. REPORT_SOURCE={paths.DEFAULT_REPORT_SOURCE}")
-    from ..audit import core as audit
-
     findings = audit.audit(source)
     order = {"error": 0, "warning": 1, "info": 2}
     frame = audit.findings_frame(findings)
