@@ -120,7 +120,9 @@ def test_finding5_other_language_comment_does_not_rerun(built, tmp_path, monkeyp
     shutil.copy(fra, configs / "languages" / "deu.yaml")  # and a language file added
     assert _statuses(_run(nbs, root, ["data"])) == [("01_data", "skipped")]
     m = manifest.read(_stage(root, "01_data"))
-    assert sorted(m["inputs"]["configs"]) == ["languages/ita.yaml", "profiles/smoke.yaml"]
+    # its own language's files (the sample corpus' facts included: stage 01 generates from them)
+    assert sorted(m["inputs"]["configs"]) == ["languages/ita.yaml", "profiles/smoke.yaml", "sample_corpus/eng.yaml",
+                                              "sample_corpus/facts.yaml", "sample_corpus/ita.yaml"]
 
     ita = configs / "languages" / "ita.yaml"
     ita.write_text(ita.read_text() + "# a comment in its own file\n")
