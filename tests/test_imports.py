@@ -68,17 +68,10 @@ def test_every_module_imports():
         importlib.import_module(name)
 
 
-# The one cycle left: cluster.prefetch asks stages.data where a mixture source lives on the hub
-# (hub_input) while stage 01 asks prefetch for its cached shards offline. It goes when stage 01's
-# hub layout moves below cluster/ (the stages/data.py split of the same redesign); this list may
-# only shrink.
-KNOWN = [["zagreus_utils.cluster.prefetch", "zagreus_utils.stages.data", "zagreus_utils.cluster.prefetch"]]
-
-
 def test_there_is_no_import_cycle():
     graph = _graph()
     assert "zagreus_utils.results.tables" in graph["zagreus_utils.stages.plots"], "the graph sees relative imports"
-    assert [c for c in _cycles(graph) if c not in KNOWN] == []
+    assert _cycles(graph) == []
 
 
 def test_a_cycle_is_found():
