@@ -53,3 +53,17 @@ def finish(folder, profile: str = "smoke", language: str = "ita") -> None:
     from zagreus_utils.pipeline import manifest
 
     manifest.write(Path(folder), {"status": "ok", "profile": profile, "language": language})
+
+
+def full_run_naming(tmp_path, checkpoints_path) -> tuple[Path, Path]:
+    """A full-profile run folder whose 03_pretraining nanotron config names ``checkpoints_path`` (the
+    cluster's checkpoints), and its empty 04_conversion folder: ``(run_dir, out_dir)``."""
+    import yaml
+
+    rd = tmp_path / "full" / "ita"
+    (rd / "03_pretraining").mkdir(parents=True)
+    (rd / "03_pretraining" / "nanotron_config.yaml").write_text(
+        yaml.safe_dump({"checkpoints": {"checkpoints_path": str(checkpoints_path)}}))
+    out = rd / "04_conversion"
+    out.mkdir()
+    return rd, out

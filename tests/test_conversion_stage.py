@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from conftest import finish, stage_ctx
+from conftest import finish, full_run_naming, stage_ctx
 from zagreus_utils.stages import conversion
 from zagreus_utils.pipeline import spec
 from zagreus_utils.model import checkpoints
@@ -73,8 +73,6 @@ def test_stage_refuses_to_run_before_pretraining(tmp_path):
 def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_config(tmp_path):
     """full: <run>/03_pretraining/*.yaml names checkpoints_path; its <step>/ folders (nanotron layout,
     tp=2 here, written by the project's exporter) become hf/step-N with the tokens they had seen."""
-    import yaml
-
     from zagreus_utils import convert
 
     cluster = tmp_path / "cluster_checkpoints"
@@ -85,12 +83,7 @@ def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_con
         meta = json.loads(meta_path.read_text())
         meta["metas"]["consumed_tokens_total"] = step * 4096
         meta_path.write_text(json.dumps(meta))
-    rd = tmp_path / "full" / "ita"
-    (rd / "03_pretraining").mkdir(parents=True)
-    (rd / "03_pretraining" / "nanotron_config.yaml").write_text(
-        yaml.safe_dump({"checkpoints": {"checkpoints_path": str(cluster)}}))
-    out = rd / "04_conversion"
-    out.mkdir()
+    rd, out = full_run_naming(tmp_path, cluster)
     frame = conversion.convert_all(spec.load_spec("ita", "full"), rd, out, progress=False)
     assert list(frame["direction"]) == ["nanotron-to-hf"] * 2 and (frame["tp"] == 2).all()
     assert (frame["max_logits_diff"] < 1e-4).all()
@@ -105,14 +98,9 @@ def test_full_profile_converts_the_cluster_checkpoints_named_by_the_nanotron_con
 
 
 def test_full_profile_without_cluster_checkpoints_names_the_config_path(tmp_path):
-    import yaml
-
-    rd = tmp_path / "full" / "ita"
-    (rd / "03_pretraining").mkdir(parents=True)
-    (rd / "03_pretraining" / "nanotron_config.yaml").write_text(
-        yaml.safe_dump({"checkpoints": {"checkpoints_path": str(tmp_path / "nowhere")}}))
+    rd, out = full_run_naming(tmp_path, tmp_path / "nowhere")
     with pytest.raises(ZagreusError, match="nowhere"):
-        conversion.convert_all(spec.load_spec("ita", "full"), rd, rd / "04_conversion", progress=False)
+        conversion.convert_all(spec.load_spec("ita", "full"), rd, out, progress=False)
 
 
 def test_notebook_runs_on_the_stage(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import full_run_naming
 from test_convert import nanotron_config, random_fused, shard_path, tiny_hf, write_nt
 from zagreus_utils import cli
 from zagreus_utils.convert import checkpoint_io, names, to_hf, to_nanotron
@@ -147,8 +148,6 @@ def test_overwrite_replaces_the_model_only_when_verified(tmp_path):
 def test_finding6_failed_verification_in_the_stage_keeps_earlier_conversions(tmp_path):
     """Stage 04 (full profile, cluster checkpoints): a checkpoint that fails verification leaves no
     hf/step-<N> behind, and the one converted before it stays as it was."""
-    import yaml
-
     from zagreus_utils.stages import conversion
     from zagreus_utils.pipeline import spec
     from zagreus_utils.pipeline.errors import ZagreusError
@@ -157,12 +156,7 @@ def test_finding6_failed_verification_in_the_stage_keeps_earlier_conversions(tmp
     cluster = tmp_path / "cluster"
     write_nt(cluster / "1000", cfg, random_fused(cfg, seed=1))
     write_nt(cluster / "2000", cfg, random_fused(cfg, seed=2))
-    rd = tmp_path / "full" / "ita"
-    (rd / "03_pretraining").mkdir(parents=True)
-    (rd / "03_pretraining" / "nanotron_config.yaml").write_text(
-        yaml.safe_dump({"checkpoints": {"checkpoints_path": str(cluster)}}))
-    out = rd / "04_conversion"
-    out.mkdir()
+    rd, out = full_run_naming(tmp_path, cluster)
     s = spec.load_spec("ita", "full")
     conversion.convert_all(s, rd, out, progress=False)
     before = snapshot(out / "hf")
