@@ -141,7 +141,7 @@ def _config(spec, run_dir):
 
 def test_preflight_passes_on_good_input(stage02):
     spec, run_dir, _ = _prep(stage02)
-    checks = preflight.run(spec, _config(spec, run_dir))
+    checks = preflight.check_all(spec, _config(spec, run_dir))
     assert all(c.ok for c in checks), preflight.as_records(checks)
 
 
@@ -157,7 +157,7 @@ def test_preflight_passes_on_good_input(stage02):
 def test_preflight_refuses_bad_input_with_the_fix(stage02, extra, needle):
     spec, run_dir, _ = _prep(stage02, **extra)
     with pytest.raises(ZagreusError) as err:
-        preflight.run(spec, _config(spec, run_dir))
+        preflight.check_all(spec, _config(spec, run_dir))
     text = str(err.value)
     assert needle in text and "Fix:" in text
 
@@ -167,15 +167,15 @@ def test_preflight_refuses_missing_folders_tokenizer_mismatch_and_resume(stage02
     cfg = _config(spec, run_dir)
     cfg["data_stages"][0]["data"]["dataset"]["dataset_folder"][1] = str(tmp_path / "nowhere")
     with pytest.raises(ZagreusError, match="missing: .*nowhere.*Fix: run the tokenization stage"):
-        preflight.run(spec, cfg)
+        preflight.check_all(spec, cfg)
     cfg = _config(spec, run_dir)
     cfg["tokenizer"]["tokenizer_name_or_path"] = "meta-llama/Llama-3.2-1B"
     with pytest.raises(ZagreusError, match=r"tokenizer string .*nanotron asserts they are equal"):
-        preflight.run(spec, cfg)
+        preflight.check_all(spec, cfg)
     cfg = _config(spec, run_dir)
     cfg["checkpoints"]["resume_checkpoint_path"] = str(tmp_path / "checkpoint-630000")
     with pytest.raises(ZagreusError, match="resume checkpoint.*does not exist"):
-        preflight.run(spec, cfg)
+        preflight.check_all(spec, cfg)
 
 
 def test_preflight_memory_against_the_declared_gpu():

@@ -162,20 +162,21 @@ def check_slurm() -> Check:
                  "run on the cluster's login node (module load slurm), or check SLURM_CONF")
 
 
-def run(profile: str, languages: list[str]) -> list[Check]:
+def checks(profile: str, languages: list[str]) -> list[Check]:
+    """Every check of the environment for (profile, languages), in the order they are printed."""
     spec = load_spec(languages[0], profile)
-    checks = check_pins()
+    found = check_pins()
     if spec.profile.hardware.gpus_per_node:
-        checks += check_train_env(spec)
+        found += check_train_env(spec)
     caches, tasks = check_caches(profile, languages)
-    return checks + caches + [check_slurm()] + tasks
+    return found + caches + [check_slurm()] + tasks
 
 
 def main(profile: str, languages: list[str], *, log=print) -> int:
-    checks = run(profile, languages)
-    for c in checks:
+    found = checks(profile, languages)
+    for c in found:
         for line in c.lines():
             log(line)
-    failed = [c for c in checks if c.status == "FAIL"]
-    log(f"{len(checks) - len(failed)} of {len(checks)} checks passed" + (f"; {len(failed)} failed" if failed else ""))
+    failed = [c for c in found if c.status == "FAIL"]
+    log(f"{len(found) - len(failed)} of {len(found)} checks passed" + (f"; {len(failed)} failed" if failed else ""))
     return 1 if failed else 0

@@ -429,7 +429,7 @@ def check_memory(spec, config: dict) -> Check:
 
 # --- all together ---------------------------------------------------------------------------
 
-def run(spec, config: dict, *, base: Path = paths.REPO_ROOT, raise_on_failure: bool = True,
+def check_all(spec, config: dict, *, base: Path = paths.REPO_ROOT, raise_on_failure: bool = True,
         launcher: str = "local") -> list[Check]:
     """Every check; raises one :class:`ZagreusError` naming each failure and its fix."""
     checks = [check_parallelism(spec, config, launcher), check_config(config)]

@@ -126,7 +126,7 @@ def prepare(ctx: StageContext, *, require_upstream: bool = True, raise_on_failur
     rendered = sbatch.render(spec, config_path, entry=entry, output=str(od / "slurm-%j.out"), **site)
     sbatch_path = sbatch.write(rendered, od / SBATCH_FILE)
 
-    checks = preflight.run(spec, config, base=paths.REPO_ROOT, raise_on_failure=False, launcher=launcher)
+    checks = preflight.check_all(spec, config, base=paths.REPO_ROOT, raise_on_failure=False, launcher=launcher)
     if entry == "nanotron":
         notes.append("The script activates the training env (slurm.train_env or $ZAGREUS_TRAIN_ENV; build it with "
                      "`make train-env TRAIN_ENV=<dir>`): nanotron main 2411b022, whose NanosetDatasetsArgs counts "
