@@ -11,7 +11,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 ZAGREUS = [sys.executable, "-m", "zagreus_utils.cli"]
 

@@ -82,7 +82,7 @@ def _stats(tps: list[float], tpc: list[float]) -> tuple[float, float, float]:
 
 def run_trainer(run_dir: Path, overrides: dict, steps: int) -> tuple[float, float, float]:
     """Tokens/s statistics (see ``_stats``) over steps 3.. of one Trainer run."""
-    from zagreus_utils.model import token_data, trainer
+    from zagreus_utils.model import trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         config, s = _settings(run_dir, overrides, steps, Path(tmp))
