@@ -135,6 +135,4 @@ def read_record(path: Path) -> dict | None:
 
 
 def write_atomic(path: Path, record: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    manifest.write_json(path, record)

@@ -38,6 +38,8 @@ IN_PROCESS = "local (in-process)"  # a stage that ran in the notebook's own proc
 def in_process(launcher: str) -> str:
     """The launcher to record for a stage that always runs in the notebook's process."""
     return "local" if launcher == "local" else IN_PROCESS
+
+
 _FULL_HASH_LIMIT = 64 * 2**20  # bigger files are fingerprinted by size and mtime
 _PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "datatrove", "lm_eval", "axolotl",
              "papermill", "nbconvert", "pandas", "matplotlib", "pydantic")
@@ -180,19 +182,30 @@ def write_error(exc: OSError, path: Path) -> str:
             "free space or make it writable, then rerun")
 
 
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as JSON atomically (a temporary sibling, then a rename): readers see the old
+    file or the new one, never half of one. On a disk fault the temporary file is removed and the
+    OSError raised."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write(folder: Path, manifest: dict) -> Path:
     """Write the manifest atomically; a disk fault raises one :class:`ZagreusError` line and leaves
     no temporary file behind."""
     path = Path(folder) / MANIFEST
-    tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str))
-        os.replace(tmp, path)
+        return write_json(path, manifest)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise ZagreusError(write_error(exc, tmp)) from None
-    return path
+        raise ZagreusError(write_error(exc, path.with_suffix(".tmp"))) from None
 
 
 def stale_reason(folder: Path, fingerprint: str, inputs: dict | None = None) -> str:
@@ -229,11 +242,6 @@ def _changed_keys(old: dict, new: dict) -> list[str]:
         else:
             changed.append(key)
     return changed
-
-
-def is_up_to_date(folder: Path, fingerprint: str) -> bool:
-    """The stage's manifest says ok with this fingerprint and its outputs hold the recorded content."""
-    return not stale_reason(folder, fingerprint)
 
 
 def rerun_command(stage_name: str, profile: str, language: str | None = None) -> str:
@@ -341,9 +349,7 @@ class LaunchRecord:
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
 
 
 def read_launch(folder: Path) -> dict | None:
