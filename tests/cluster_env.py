@@ -71,6 +71,11 @@ STAND_INS = {
     "flash_attn/ops/triton/layer_norm.py": "",
     "triton/__init__.py": "from . import language\n" + _TRITON,
     "triton/language/__init__.py": "",
+    # torch's inductor (imported when any torch optimizer is built) reads these two at import time
+    "triton/backends/__init__.py": "",
+    "triton/backends/compiler.py": "",
+    "triton/compiler/__init__.py": "",
+    "triton/compiler/compiler.py": "",
     # nanotron/nn/moe.py (reached by nanotron.models.llama) imports it and raises without it
     "grouped_gemm/__init__.py": "",
     "grouped_gemm/ops.py": "",

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,13 +18,17 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
-def make_notebook(path: Path, parameters: str, body: str) -> Path:
-    """A tiny stage notebook: a cell tagged `parameters`, then the body."""
+def make_notebook(path: Path, parameters: str, body: str, optional: bool = False,
+                  reads: list[str] | None = None) -> Path:
+    """A tiny stage notebook: a cell tagged `parameters`, then the body (``optional``: run only when
+    named; ``reads``: the earlier stages it depends on)."""
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if optional or reads is not None:
+        nb.metadata["zagreus"] = {"optional": optional, **({"reads": reads} if reads is not None else {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -67,3 +73,28 @@ def full_run_naming(tmp_path, checkpoints_path) -> tuple[Path, Path]:
     out = rd / "04_conversion"
     out.mkdir()
     return rd, out
+
+
+def zagreus_cli(workdir, *args):
+    """The ``zagreus`` command in a subprocess, its runs and report in ``workdir``."""
+    env = {**os.environ, "ZAGREUS_RUNS": str(workdir / "runs"), "ZAGREUS_REPORT_DIR": str(workdir / "report")}
+    return subprocess.run([sys.executable, "-m", "zagreus_utils.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=1800)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    """The end-to-end smoke run's folder (runs/ and report/), shared by the tests marked smoke."""
+    return tmp_path_factory.mktemp("smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(workdir):
+    """The whole smoke pipeline (ita) through the real CLI, once per session: ``(result, with_audit)``."""
+    from zagreus_utils.pipeline import paths
+
+    source = paths.DEFAULT_REPORT_SOURCE
+    extra = ["--report-source", str(source)] if source.is_file() else []
+    out = zagreus_cli(workdir, "run", "--profile", "smoke", "--languages", "ita", "--quiet", *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out, bool(extra)

@@ -42,6 +42,33 @@ def test_discovers_stages_and_scopes(pipeline):
         stages.select(["gamma"], pipeline[0])
 
 
+def test_optional_stage_runs_only_when_named(pipeline):
+    nbs, root = pipeline
+    make_notebook(nbs / "03_extra.ipynb", LANG_PARAMS,
+                  "from pathlib import Path\nPath(out_dir, 'extra.txt').write_text('x')\n", optional=True)
+    assert [s.key for s in stages.select(None, nbs)] == ["alpha", "beta", "summary"]
+    assert [s.key for s in stages.select(["extra"], nbs)] == ["extra"]
+    assert [r.stage for r in _run(pipeline, ["ita"]).results] == ["01_alpha", "02_beta", "09_summary"]
+    assert not (root / "smoke" / "ita" / "03_extra").exists()
+    named = _run(pipeline, ["ita"], ["extra"])
+    assert [(r.stage, r.status) for r in named.results] == [("03_extra", "ok")]
+    assert (root / "smoke" / "ita" / "03_extra" / "extra.txt").read_text() == "x"
+
+
+def test_stage_naming_what_it_reads_needs_only_those(pipeline):
+    nbs, root = pipeline
+    body = "from pathlib import Path\nPath(out_dir, 'g.txt').write_text(Path(run_dir, '01_alpha', 'alpha.txt').read_text())\n"
+    make_notebook(nbs / "03_gamma.ipynb", LANG_PARAMS, body, optional=True, reads=["alpha"])
+    make_notebook(nbs / "04_delta.ipynb", LANG_PARAMS, body, optional=True)
+    assert stages.select(["gamma"], nbs)[0].reads == ("alpha",) and stages.select(["delta"], nbs)[0].reads is None
+    assert [r.status for r in _run(pipeline, ["ita"], ["alpha"]).results] == ["ok"]  # beta never ran
+    gamma = _run(pipeline, ["ita"], ["gamma"]).results[0]
+    assert (gamma.status, (root / "smoke" / "ita" / "03_gamma" / "g.txt").read_text()) == ("ok", "ita")
+    assert list(manifest.read(root / "smoke" / "ita" / "03_gamma")["inputs"]["upstream"]) == ["01_alpha"]
+    delta = _run(pipeline, ["ita"], ["delta"]).results[0]  # every earlier stage, beta too
+    assert delta.status == "blocked" and "02_beta has not run" in delta.error
+
+
 def test_runs_writes_manifests_then_skips(pipeline):
     nbs, root = pipeline
     first = _run(pipeline, ["ita"])

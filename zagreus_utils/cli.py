@@ -38,10 +38,15 @@ def cmd_run(args) -> int:
     checked = plan_run(args)
     with lock.hold(checked.folder, runner.stderr_log):  # one run per run folder, the report included
         summary = runner.execute(checked, force=args.force, progress=not args.quiet, log=runner.stderr_log)
-        print(summary.table())
+        out, failed_report = None, None
         if not args.no_report:
-            out = report.build(args.profile, source=args.report_source)
-            print(f"report: {out}")
+            try:
+                out = report.build(args.profile, source=args.report_source)
+            except ZagreusError as exc:  # the stages' table first, then why there is no report
+                failed_report = exc
+        print(summary.table(report=out))
+        if failed_report is not None:
+            raise failed_report
     if summary.failed:
         for r in summary.failed:
             where = f" (executed notebook: {r.folder / (r.stage + '.ipynb')})" if r.status == "failed" else ""
@@ -51,11 +56,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .pipeline import manifest
     from .results import report
 
     check_report(args)
     out = report.build(args.profile, source=args.report_source)
-    print(f"report: {out}")
+    print(f"report: {manifest.relative_to_repo(out)}  ({out.resolve().as_uri()})")
     return 0
 
 

@@ -15,6 +15,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
+
 from .checks import CHECKS, SEVERITIES, Finding
 from ..pipeline.errors import ZagreusError
 from .markdown import parse
@@ -74,8 +76,6 @@ def audit(path: str | Path) -> list[Finding]:
 
 def findings_frame(findings: list[Finding]):
     """The findings as a pandas DataFrame with columns check, line, heading, says, found, severity."""
-    import pandas as pd
-
     return pd.DataFrame([asdict(f) for f in findings], columns=COLUMNS)
 
 

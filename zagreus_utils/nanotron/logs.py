@@ -22,12 +22,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
+
+import pandas as pd
 
 from ..pipeline.errors import ZagreusError
-
-if TYPE_CHECKING:  # pandas is imported by the table functions only: the audit reads lines without it
-    import pandas as pd
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _PREFIX = re.compile(
@@ -167,8 +166,6 @@ def _lines(source) -> Iterable[str]:
 
 def parse_nanotron_log(source, sequence_length: int | None = None, name: str = "nanotron") -> pd.DataFrame:
     """All iteration lines of a log (a path, the text, or an iterable of lines)."""
-    import pandas as pd
-
     rows = [r for r in (parse_line(line, sequence_length) for line in _lines(source)) if r]
     df = pd.DataFrame(rows)
     if df.empty:
@@ -179,8 +176,6 @@ def parse_nanotron_log(source, sequence_length: int | None = None, name: str = "
 
 def read_local_metrics(path: str | Path, name: str = "local") -> pd.DataFrame:
     """The local trainer's ``metrics.jsonl`` (one JSON object per optimizer step)."""
-    import pandas as pd
-
     path = Path(path)
     if not path.is_file():
         raise ZagreusError(f"no metrics log at {path}; run the pretraining stage first")
@@ -218,8 +213,6 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
 
 def metrics_table(*frames: pd.DataFrame) -> pd.DataFrame:
     """One table from several parsed logs (nanotron and local)."""
-    import pandas as pd
-
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)

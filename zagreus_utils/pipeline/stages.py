@@ -4,11 +4,15 @@ A stage is a notebook over a function in this package. Adding a stage means addi
 (and the function it calls): the number orders it, the key names it on the command line, and the
 notebook's ``parameters`` cell says its scope: a ``language`` parameter makes it run once per
 language (``runs/<profile>/<language>/NN_key/``), a ``languages`` parameter once per profile
-(``runs/<profile>/NN_key/``).
+(``runs/<profile>/NN_key/``). A notebook whose metadata holds ``"zagreus": {"optional": true}``
+runs only when named (``zagreus run --stages ablations``), not in a plain ``zagreus run``; one whose
+metadata holds ``"reads": ["tokenization"]`` depends on those earlier stages only (by default on every
+earlier one of its scope).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +34,8 @@ class Stage:
     key: str  # "plots"
     notebook: Path
     parameters: tuple[str, ...]
+    optional: bool = False  # runs only when named on the command line
+    reads: tuple[str, ...] | None = None  # keys of the earlier stages it reads (None: every earlier one)
 
     @property
     def scope(self) -> str:
@@ -52,6 +58,19 @@ def _parameters(notebook: Path) -> tuple[str, ...]:
     return tuple(params)
 
 
+def _zagreus_metadata(notebook: Path) -> tuple[bool, tuple[str, ...] | None]:
+    """(optional, reads) from the notebook's ``"zagreus"`` metadata."""
+    try:
+        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("zagreus", {})
+    except (OSError, ValueError) as exc:
+        raise ZagreusError(f"cannot read stage notebook {notebook}: {exc}") from None
+    reads = meta.get("reads")
+    if reads is not None and (not isinstance(reads, list) or not all(isinstance(k, str) for k in reads)):
+        raise ZagreusError(f"stage notebook {notebook}: metadata zagreus.reads must be a list of stage keys "
+                           f"such as [\"tokenization\"], not {reads!r}")
+    return bool(meta.get("optional", False)), None if reads is None else tuple(reads)
+
+
 @lru_cache(maxsize=8)
 def _discover(folder: Path, signature: tuple) -> tuple[Stage, ...]:
     stages = []
@@ -63,7 +82,7 @@ def _discover(folder: Path, signature: tuple) -> tuple[Stage, ...]:
         if "language" not in params and "languages" not in params:
             raise ZagreusError(f"stage notebook {nb}: its parameters cell must define `language` "
                                "(a per-language stage) or `languages` (a per-profile stage)")
-        stages.append(Stage(nb.stem, int(m.group(1)), m.group(2), nb, params))
+        stages.append(Stage(nb.stem, int(m.group(1)), m.group(2), nb, params, *_zagreus_metadata(nb)))
     return tuple(stages)
 
 
@@ -74,17 +93,12 @@ def discover(folder: Path | None = None) -> list[Stage]:
     return list(_discover(folder, signature))
 
 
-def folder_name(key: str) -> str:
-    """The folder name of stage ``key`` (``"conversion"`` -> ``"04_conversion"``), from the notebooks."""
-    (stage,) = select([key])
-    return stage.name
-
-
 def select(keys: list[str] | None, folder: Path | None = None) -> list[Stage]:
-    """The stages named by key (``data``), name (``01_data``) or number (``1``), in pipeline order."""
+    """The stages named by key (``data``), name (``01_data``) or number (``1``), in pipeline order;
+    no keys: every stage that is not optional."""
     stages = discover(folder)
     if not keys:
-        return stages
+        return [s for s in stages if not s.optional]
     chosen = []
     for key in keys:
         match = [s for s in stages if key in (s.key, s.name, str(s.number), f"{s.number:02d}")]

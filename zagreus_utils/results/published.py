@@ -28,6 +28,9 @@ _S6 = "6. Pre-trained Foundational Models Evaluations"
 _S7 = "7. Post-Trained Nesso Models Evaluations"
 
 
+DEFAULT_AVERAGES = (("Average", None),)  # a table with one average over the run language's columns
+
+
 @dataclass(frozen=True)
 class TableInfo:
     table_id: str
@@ -35,17 +38,33 @@ class TableInfo:
     section: str
     kind: str  # "progression" | "leaderboard" | "comparison"
     languages: tuple[str, ...]
+    # which of this run's evaluated models get a row in it: "base" (the checkpoints, the language's
+    # own tasks), "base_extra" (the checkpoints, the language's `evaluation.extra` tasks), "instruct"
+    # (the SFT model) or "" (published rows only)
+    holds: str = ""
+    # the printed average columns: (header, the language it averages: None = the run's own
+    # language, "" = every scored column)
+    averages: tuple[tuple[str, str | None], ...] = DEFAULT_AVERAGES
 
 
 TABLES: dict[str, TableInfo] = {t.table_id: t for t in [
-    TableInfo("ita_progression", "Zagreus-0.4B-ita-base", _S6, "progression", ("ita",)),
-    TableInfo("spa_progression", "Zagreus-0.4B-spa-base (Spanish)", _S6, "progression", ("spa",)),
-    TableInfo("fra_progression", "Zagreus-0.4B-fra (French)", _S6, "progression", ("fra",)),
-    TableInfo("por_progression", "Zagreus-0.4B-por (Portuguese)", _S6, "progression", ("por",)),
-    TableInfo("por_leaderboard", "lm-evaluation-harness-pt", _S6, "leaderboard", ("por",)),
-    TableInfo("nesso_comparison", _S7, _S7, "comparison", ("eng", "ita")),
+    TableInfo("ita_progression", "Zagreus-0.4B-ita-base", _S6, "progression", ("ita",), "base"),
+    TableInfo("spa_progression", "Zagreus-0.4B-spa-base (Spanish)", _S6, "progression", ("spa",), "base"),
+    TableInfo("fra_progression", "Zagreus-0.4B-fra (French)", _S6, "progression", ("fra",), "base"),
+    TableInfo("por_progression", "Zagreus-0.4B-por (Portuguese)", _S6, "progression", ("por",), "base"),
+    TableInfo("por_leaderboard", "lm-evaluation-harness-pt", _S6, "leaderboard", ("por",), "base_extra"),
+    TableInfo("nesso_comparison", _S7, _S7, "comparison", ("eng", "ita"), "instruct",
+              (("Media EN", "eng"), ("Media IT", "ita"), ("Media Totale", ""))),
     TableInfo("open_nesso", "Open-Nesso-0.4B Evaluation", _S7, "comparison", ("ita",)),
 ]}
+
+
+def table_for(table_ids: list[str], holds: str, language: str) -> str:
+    """The first of ``table_ids`` (a language's ``published_tables``) that holds this run's
+    ``holds`` rows in ``language``; "" when none does."""
+    return next((t for t in table_ids if t in TABLES and TABLES[t].holds == holds
+                 and language in TABLES[t].languages), "")
+
 
 # The languages the report's tables are in (ita, spa, fra, por, eng), in the report's order.
 LANGUAGES = tuple(dict.fromkeys(lang for t in TABLES.values() for lang in t.languages))

@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..pipeline.spec import Spec
+from ..pipeline.spec import ENGLISH, Spec
 from .data_inputs import Layout, SourceInput, group_of
 from ..results.formatting import integer as fmt_int, percent as fmt_pct, tokens as fmt_tokens
 from .display import PALETTE, finish_figure, styled
@@ -19,7 +20,7 @@ from .display import PALETTE, finish_figure, styled
 BYTES_PER_TOKEN_ESTIMATE = 4  # before a tokenizer exists: the usual ~4 bytes of English per token
 STEPS = ("min_chars", "quality", "repetition", "minhash")
 GROUPS = ("eng", "target", "code")
-GROUP_LABELS = {"eng": "English", "target": "target language", "code": "code"}
+GROUP_LABELS = {ENGLISH[0]: ENGLISH[1], "target": "target language", "code": "code"}
 EXAMPLES_PER_STEP = 3
 
 STEP_COLUMNS = ["source", "group", "step", "rule", "documents", "bytes", "est_tokens",
@@ -141,8 +142,6 @@ def style_mixture(df: pd.DataFrame):
 
 def removed_figure(steps: pd.DataFrame):
     """Per source, the share of the read tokens each step removed (with documents), and what is left."""
-    from matplotlib.figure import Figure
-
     sources = list(dict.fromkeys(steps.source))
     order = [s for s in STEPS if s in set(steps.step)]
     labels = {"min_chars": "min chars", "quality": "quality", "repetition": "repetition",
@@ -180,10 +179,8 @@ def removed_figure(steps: pd.DataFrame):
 
 
 def mixture_figure(spec: Spec, mixture: pd.DataFrame):
-    from matplotlib.figure import Figure
-
     rows = mixture[mixture.group != "total"].reset_index(drop=True)
-    labels = ["English", spec.language.name, "code"]
+    labels = [ENGLISH[1], spec.language.name, "code"]
     fig = Figure(figsize=(10, 4))
     left, right = fig.subplots(1, 2)
     x = range(len(rows))

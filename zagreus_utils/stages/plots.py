@@ -276,7 +276,10 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, 2)
     colors = ["#E69F00", "#0072B2", "#56B4E9", "#999999", "#009E73"]
     max_value = float(wide.max().max())
-    for ax, lang, title in zip(axes, ("eng", "ita"), ("English benchmarks", "Italian benchmarks")):
+    comparison = published.TABLES["nesso_comparison"]
+    names = language_names()
+    for ax, lang in zip(axes, comparison.languages):
+        title = f"{names.get(lang, lang)} benchmarks"
         columns = [c for c in wide.columns if column_info.loc[c, "language"] == lang]
         families = [family_of(c, rows) for c in columns]
         panel = wide[columns].copy()
@@ -284,7 +287,7 @@ def nesso_figure(df: pd.DataFrame) -> Figure:
         panel.columns = [f"{DISPLAY['average']}\n({clean(c)})" if f == "average" else DISPLAY.get(f, clean(c))
                          for f, c in zip(families, columns)]
         hatch = ()
-        if lang == "ita" and len(open_rows):
+        if lang in published.TABLES["open_nesso"].languages and len(open_rows):
             open_wide = wide_table(open_rows)
             for label in open_wide.index:
                 entry = {}

@@ -44,7 +44,7 @@ from ..pipeline import manifest, paths
 from ..pipeline.context import StageContext, StageResult
 from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
-from ..pipeline.spec import Spec
+from ..pipeline.spec import ENGLISH, Spec
 from .display import styled
 from .nanoset import (NanosetDocumentTokenizer, check_tokenizer_name, nanoset_tokenizer_name, read_back,
                       token_size_for, verify_nanoset_folder)
@@ -264,7 +264,7 @@ def run(ctx: StageContext, *, dry_run: bool = False, progress: bool = True) -> S
     # fertility for every tokenizer available offline
     groups: dict[str, list[str]] = {}
     for s in spec.language.mixture:
-        label = {"eng": "English", "code": "code"}.get(s.language, spec.language.name)
+        label = {ENGLISH[0]: ENGLISH[1], "code": "code"}.get(s.language, spec.language.name)
         have = sum(len(t.encode("utf-8")) for t in groups.get(label, []))
         if have < FERTILITY_BYTES:
             groups.setdefault(label, []).extend(_texts(sources[s.id]["path"], FERTILITY_BYTES - have))

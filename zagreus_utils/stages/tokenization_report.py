@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ..results.formatting import integer as fmt_int, size_bytes as fmt_bytes, tokens as fmt_tokens
 from .display import PALETTE, finish_figure, styled
@@ -77,8 +78,6 @@ def style_storage(df: pd.DataFrame):
 
 
 def fertility_figure(fert: pd.DataFrame):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(10, 3.8))
     left, right = fig.subplots(1, 2)
     langs = list(dict.fromkeys(fert.language))
@@ -106,8 +105,6 @@ def fertility_figure(fert: pd.DataFrame):
 
 
 def storage_figure(per_source: pd.DataFrame, storage: pd.DataFrame):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(10, 4))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
     x = range(len(per_source))

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ...pipeline.errors import ZagreusError
-from ...results.published import COLUMNS, TABLES, load
+from ...results.published import COLUMNS, DEFAULT_AVERAGES, TABLES, load, table_for
 from ...results.benchmarks import STYLE_METRIC, benchmark_family, chance_level
 from .evaluate import MARKER, EvalPlan, _call_dir, lm_eval_version
 from .models import ModelEntry
@@ -187,21 +187,22 @@ def ingest(plan: EvalPlan, *, strict: bool = False) -> pd.DataFrame:
 def _placement(spec, kind: str, task: SuiteTask | None, row) -> str:
     """Which report table a headline number goes into ("" for none).
 
-    Base checkpoints: the language's own tasks -> ``<lang>_progression`` (the Portuguese leaderboard
-    tasks -> ``por_leaderboard``). The SFT model: ``nesso_comparison`` for Italian (section 7 compares
-    Nesso on English and Italian), else the language's progression table as a row without a step.
-    Bits per byte and English tasks of base checkpoints are in ``metrics.csv`` only.
+    The language's ``published_tables`` (configs/languages/<code>.yaml) say which tables it has;
+    each table says which of this run's models it holds (:data:`TABLES`). Base checkpoints go to
+    the table holding the language's own tasks (the ``evaluation.extra`` tasks to one holding
+    those, e.g. Portugal's leaderboard); the SFT model to the table holding instruct models in the
+    row's language (section 7's comparison, English and Italian), else to the base table as a
+    row without a step. Bits per byte and English tasks of base checkpoints are in ``metrics.csv`` only.
     """
-    lang = spec.language.code
     if not row["headline"] or row["metric"] == BPB_METRIC:
         return ""
-    if kind == "instruct" and lang == "ita":
-        return "nesso_comparison"
-    if row["language"] != lang:
-        return ""
-    if lang == "por" and task is not None and task.task in {t.task for t in spec.language.evaluation.extra}:
-        return "por_leaderboard"
-    return f"{lang}_progression"
+    own = spec.language.published_tables
+    extra = task is not None and task.task in {t.task for t in spec.language.evaluation.extra}
+    wanted = "instruct" if kind == "instruct" else "base_extra" if extra else "base"
+    found = table_for(own, wanted, row["language"])
+    if found or row["language"] != spec.language.code:
+        return found
+    return table_for(own, "base", row["language"]) or f"{spec.language.code}_progression"
 
 
 def tidy(metrics: pd.DataFrame, spec, plan: EvalPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -246,9 +247,9 @@ def tidy(metrics: pd.DataFrame, spec, plan: EvalPlan) -> tuple[pd.DataFrame, pd.
     placed = every[every["table_id"] != ""]
     averages = []
     for (table, row_order), rows in placed.groupby(["table_id", "row_order"], sort=False):
-        groups = ([("Media EN", "eng"), ("Media IT", "ita"), ("Media Totale", "")]
-                  if table == "nesso_comparison" else [("Average", lang)])
+        groups = TABLES[table].averages if table in TABLES else DEFAULT_AVERAGES
         for k, (column, language) in enumerate(groups):
+            language = lang if language is None else language
             sel = rows if not language else rows[rows["language"] == language]
             if sel.empty:
                 continue

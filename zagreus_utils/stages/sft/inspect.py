@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ...pipeline.errors import ZagreusError
 from ...pipeline.outputs import StageOutputs
@@ -124,8 +125,6 @@ def loss_curves(model_dir: str | Path, train_log: str | Path | None = None):
 
 
 def plot_loss(df, title: str = "SFT loss"):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(6.4, 3.6), layout="tight")
     ax = fig.subplots()
     for split, style in (("train", "-"), ("eval", "o--")):
