@@ -4,9 +4,9 @@ In the training venv (tests/cluster_env.py), on CPU:
 
 * ``nanotron.serialize.metadata.load_meta`` reads ``checkpoint_metadata.json``;
 * ``get_config_from_file(config.yaml, config_class=Config)`` and ``LlamaConfig(**model_config.json)``
-  load the config files;
-* the model nanotron's config builds (``LlamaForTraining`` through ``build_model`` and
-  ``mark_tied_parameters``, as its trainer does) is filled by nanotron's ``load_weights`` from the
+  (``Qwen2Config`` for NoPE) load the config files;
+* the model nanotron's config builds (``LlamaForTraining``, or ``Qwen2ForTraining`` for a NoPE
+  export with ``no_rope_layer``, through ``build_model`` and ``mark_tied_parameters``, as its trainer does) is filled by nanotron's ``load_weights`` from the
   checkpoint, and its tensors must equal the ones exported;
 * nanotron's ``save_weights`` of that model writes exactly the files, and the safetensors metadata,
   the exporter wrote (names, shard file names, slices, unsharded shapes, version), compared as
@@ -45,8 +45,9 @@ CTX = SimpleNamespace(**groups, tensor_parallel_size=1, pipeline_parallel_size=1
                       get_global_rank=lambda *a, **k: 0,
                       get_local_ranks=lambda world_rank: dict(dp=0, pp=0, tp=0, cp=0, ep=0))
 import nanotron.models.llama as llama
+import nanotron.models.qwen as qwen
 _P2P = llama.P2P
-llama.P2P = lambda pg, device: _P2P(pg, device=torch.device("meta"))  # pipeline buffers, not parameters
+llama.P2P = qwen.P2P = lambda pg, device: _P2P(pg, device=torch.device("meta"))  # pipeline buffers, not parameters
 from nanotron.trainer import mark_tied_parameters  # noqa: E402  (imports nanotron's model classes)
 # the triton stand-in served nanotron's imports; torch must not take it for a real triton later
 class _NoTriton:
@@ -62,7 +63,7 @@ READ = CPU_CONTEXT + """
 import dataclasses, hashlib, json, os
 from pathlib import Path
 from safetensors import safe_open
-from nanotron.config import Config, LlamaConfig, get_config_from_file
+from nanotron.config import Config, LlamaConfig, Qwen2Config, get_config_from_file
 from nanotron.models.base import build_model
 from nanotron.random import RandomStates
 from nanotron.serialize.metadata import TensorMetadata, load_meta
@@ -88,16 +89,18 @@ out = {}
 for ckpt in map(Path, sys.argv[1:]):
     meta = load_meta(None, ckpt)
     cfg = get_config_from_file(str(ckpt / "config.yaml"), config_class=Config)
-    from_json = LlamaConfig(**json.loads((ckpt / "model_config.json").read_text()))
+    mc = json.loads((ckpt / "model_config.json").read_text())
+    qwen2 = mc.get("is_qwen2_config", False)
+    from_json = (Qwen2Config if qwen2 else LlamaConfig)(**mc)
     entry = {"version": str(meta.version), "tp": meta.tp, "dp": meta.dp,
              "last_train_step": meta.metas.last_train_step, "stages": [s.name for s in meta.metas.data_stages],
              "config_class": type(cfg.model.model_config).__name__,
              "model_config_equal": dataclasses.asdict(cfg.model.model_config) == dataclasses.asdict(from_json),
              "files": files(ckpt)}
     if meta.tp == 1:
-        model = build_model(lambda: llama.LlamaForTraining(config=cfg.model.model_config, parallel_context=CTX,
-                                                           parallel_config=cfg.parallelism,
-                                                           random_states=RandomStates({})),
+        model_class = qwen.Qwen2ForTraining if qwen2 else llama.LlamaForTraining
+        model = build_model(lambda: model_class(config=cfg.model.model_config, parallel_context=CTX,
+                                                parallel_config=cfg.parallelism, random_states=RandomStates({})),
                             parallel_context=CTX, dtype=torch.float32, device=torch.device("cpu"))
         mark_tied_parameters(model=model, parallel_context=CTX, parallel_config=cfg.parallelism)
         load_weights(model, CTX, ckpt)
@@ -128,8 +131,11 @@ def read(tmp_path_factory):
     """Exports (tied tp 1, untied tp 1, untied tp 2) and what nanotron's code made of each."""
     tmp = tmp_path_factory.mktemp("nt")
     made = {}
-    for name, tied, tp in (("tied", True, 1), ("untied", False, 1), ("tp2", False, 2)):
+    for name, tied, tp in (("tied", True, 1), ("untied", False, 1), ("tp2", False, 2), ("nope", True, 1)):
         cfg = nanotron_model_config(tied)
+        if name == "nope":  # nanotron's Qwen2 with NoPE layers, as the kit renders it for no_rope_layer
+            del cfg["is_llama_config"]
+            cfg.update(is_qwen2_config=True, no_rope_layer=2, _use_doc_masking=True)
         arch, _ = names.arch_from_model_config(cfg, name)
         g = torch.Generator().manual_seed(len(made))
         tensors = {n: torch.randn(shape, generator=g) for n, shape in names.nanotron_shapes(arch).items()}
@@ -139,20 +145,20 @@ def read(tmp_path_factory):
     return {name: (path, tensors, got[str(path)]) for name, (path, tensors) in made.items()}
 
 
-@pytest.mark.parametrize("name", ["tied", "untied", "tp2"])
+@pytest.mark.parametrize("name", ["tied", "untied", "tp2", "nope"])
 def test_metadata_and_config_files_load_with_nanotron(read, name):
     _, _, got = read[name]
     assert got["version"] == checkpoint_io.CHECKPOINT_VERSION and got["tp"] == (2 if name == "tp2" else 1) and got["dp"] == 1
     assert got["last_train_step"] == 0 and got["stages"] == ["converted"]
-    assert got["config_class"] == "LlamaConfig" and got["model_config_equal"]
+    assert got["config_class"] == ("Qwen2Config" if name == "nope" else "LlamaConfig") and got["model_config_equal"]
 
 
-@pytest.mark.parametrize("name", ["tied", "untied"])
+@pytest.mark.parametrize("name", ["tied", "untied", "nope"])
 def test_nanotron_loads_the_exported_weights_into_the_model_its_config_builds(read, name):
     _, tensors, got = read[name]
     state = got["state"]
     expected = dict(tensors)
-    if name == "tied":  # nanotron's state dict names the tied head too; the file is the embedding's
+    if name in ("tied", "nope"):  # nanotron's state dict names the tied head too; the file is the embedding's
         assert names.NT_LM_HEAD not in tensors
         expected[names.NT_LM_HEAD] = tensors[names.NT_EMBED]
     assert set(state) == set(expected)
@@ -161,7 +167,7 @@ def test_nanotron_loads_the_exported_weights_into_the_model_its_config_builds(re
         assert state[n]["sha"] == digest(t), n
 
 
-@pytest.mark.parametrize("name", ["tied", "untied"])
+@pytest.mark.parametrize("name", ["tied", "untied", "nope"])
 def test_exported_files_equal_what_nanotron_saves(read, name):
     _, _, got = read[name]
     assert got["files"] == got["saved_files"]

@@ -25,6 +25,7 @@ from cluster_env import requires_train_env, run_train_env
 from conftest import stage_ctx
 from pretraining_helpers import LLAMA_VOCAB, tokenize_texts, write_llama_stand_in, write_stage02
 
+from zagreus_utils.model.recipe import SWITCHES
 from zagreus_utils.nanotron import config as ncfg
 from zagreus_utils.nanotron import schema as nanotron_schema
 from zagreus_utils.stages import pretraining
@@ -121,6 +122,129 @@ def test_full_profile_configs_load_in_nanotron(llama_runs):
         assert g["lr_decay_steps"] == t.lr_decay_steps
 
 
+#: what nanotron made of the recipe switches of each config given on the command line
+LOAD_RECIPE = """
+import json, sys
+from nanotron.config import Config, get_config_from_file
+out = {}
+for path in sys.argv[1:]:
+    cfg = get_config_from_file(path, config_class=Config)
+    mc, opt = cfg.model.model_config, cfg.optimizer
+    lr = opt.learning_rate_scheduler
+    out[path] = {"model_config": type(mc).__name__, "no_rope_layer": getattr(mc, "no_rope_layer", None),
+                 "doc_masking": getattr(mc, "_use_doc_masking", None),
+                 "attn": mc._attn_implementation, "exclude": opt.weight_decay_exclude_named_params,
+                 "decay": [lr.lr_decay_starting_step, lr.lr_decay_steps, lr.lr_decay_style, lr.min_decay_lr],
+                 "return_positions": cfg.data_stages[0].data.dataset.return_positions,
+                 "layers": mc.num_hidden_layers, "vocab_size": mc.vocab_size}
+print(json.dumps(out))
+"""
+
+RECIPE_SWITCHES = dict(SWITCHES)
+RECIPE_SWITCHES["all"] = {k: v for switch in RECIPE_SWITCHES.values() for k, v in switch.items()}
+
+
+def test_full_profile_with_each_recipe_switch_loads_in_nanotron(llama_runs):
+    """Each SmolLM3 switch (and all of them) turned on in the full profile with one override
+    renders a config nanotron's own loader takes, under nanotron main's own names."""
+    root, hf_home = llama_runs
+    paths = {}
+    for name, overrides in RECIPE_SWITCHES.items():
+        config = ncfg.render(load_spec("ita", "full", overrides))
+        ncfg.check(config, source=name)  # the kit's own schema agrees
+        paths[name] = str(ncfg.write(config, root / f"recipe_{name}.yaml"))
+    got = run_train_env(LOAD_RECIPE, *paths.values(), cwd=root, env={"HF_HOME": str(hf_home)})
+    t = load_spec("ita", "full").profile.training
+    for name, path in paths.items():
+        g, on = got[path], RECIPE_SWITCHES[name]
+        qwen2 = "model.no_rope_layer" in on or "training.document_masking" in on
+        assert g["model_config"] == ("Qwen2Config" if qwen2 else "LlamaConfig"), name
+        assert g["no_rope_layer"] == on.get("model.no_rope_layer"), name
+        assert g["doc_masking"] == (True if "training.document_masking" in on else (False if qwen2 else None)), name
+        assert g["exclude"] == on.get("training.weight_decay_exclude", []), name
+        assert g["return_positions"] is True  # nanotron's default: the collator gets the positions
+        assert g["vocab_size"] == LLAMA_VOCAB
+        if "training.wsd_decay_fraction" in on:
+            start = t.train_steps - round(t.train_steps * 0.1)
+            assert g["decay"] == [start, t.train_steps - start, "linear", 0.0], name
+        else:
+            assert g["decay"] == [t.lr_decay_starting_step, t.lr_decay_steps, t.lr_decay_style, t.min_decay_lr]
+    # nanotron's Qwen2 attention is flash-attn's varlen kernel (cu_seqlens from the position ids)
+    assert got[paths["doc_masking"]]["attn"] == "flash_attention_2"
+
+
+#: nanotron's data path (the train env's datatrove) reading positions: from the EOS tokens, as
+#: nanotron's run_train.py passes the tokenizer's eos_token_id, and from the ``.index`` document ends
+POSITIONS = """
+import json, sys
+from datatrove.utils.dataset import DatatroveFolderDataset
+folder, seq_len, eos = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = {}
+for key, eos_id in (("eos", eos), ("index", None)):
+    ds = DatatroveFolderDataset(folder, seq_len, filename_pattern="*.ds", recursive=False, token_size=2,
+                                return_positions=True, eos_token_id=eos_id)
+    items = [ds[i] for i in range(min(len(ds), 8))]
+    out[key] = {"tokens": [it["input_ids"].tolist() for it in items],
+                "positions": [it["positions"].tolist() for it in items]}
+print(json.dumps(out))
+"""
+
+
+def test_local_document_positions_equal_nanotrons(smoke_config):
+    """The local trainer's document positions are those nanotron's data path gives the same windows."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from zagreus_utils.model.recipe import document_positions
+
+    prep, _ = smoke_config
+    folder = prep.config["data_stages"][0]["data"]["dataset"]["dataset_folder"][0]
+    eos = AutoTokenizer.from_pretrained(prep.config["tokenizer"]["tokenizer_name_or_path"]).eos_token_id
+    got = run_train_env(POSITIONS, folder, "64", str(eos))
+    tokens = np.array(got["eos"]["tokens"])
+    assert (tokens == eos).sum() >= 8  # several documents end inside the windows
+    ours = document_positions(tokens, eos).tolist()
+    assert ours == got["eos"]["positions"] == got["index"]["positions"]
+
+
+#: nanotron's own optimizer helper on its parameter names (tied embedding first, as its models list them)
+WEIGHT_DECAY = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+from torch import nn
+from nanotron.helpers import get_custom_weight_decay_for_named_parameters
+from nanotron.parallel.parameters import NanotronParameter
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1])
+dist.init_process_group("gloo", rank=0, world_size=1)
+root = nn.Module()
+names = ["model.token_position_embeddings.pp_block.token_embedding.weight",
+         "model.decoder.0.pp_block.attn.qkv_proj.weight", "model.final_layer_norm.pp_block.weight"]
+out = {}
+for tied in (True, False):
+    params = [(n, NanotronParameter(torch.zeros(2, 2))) for n in names]
+    if tied:
+        params[0][1].mark_as_tied(name=names[0], global_ranks=(0,), reduce_op=None, root_module=root)
+    try:
+        groups = get_custom_weight_decay_for_named_parameters(
+            named_parameters=params, model=None, module_id_to_prefix={id(root): ""}, weight_decay=0.1,
+            exclude_named_params=[".*token_embedding.*"])
+        out[str(tied)] = {g["named_params"][0][0]: g["weight_decay"] for g in groups}
+    except Exception as exc:
+        out[str(tied)] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def test_nanotrons_weight_decay_exclusion_is_misapplied_so_preflight_refuses_it():
+    """nanotron main 2411b022 excludes every parameter after a tied embedding the pattern matches
+    (and stops with NameError when untied): why pre-flight refuses the switch for nanotron runs.
+    When a new pin fixes it, this fails: then drop preflight.check_weight_decay_exclusion's refusal."""
+    got = run_train_env(WEIGHT_DECAY, str(random.Random().randrange(20000, 40000)))
+    assert set(got["True"].values()) == {0.0}  # the layers and the final norm lose their weight decay too
+    assert got["False"] == "NameError"
+
+
 def test_nanotron_refuses_what_the_kit_must_not_write(smoke_config, tmp_path):
     """The loader is the judge: the faults the kit guards against are refused by nanotron too."""
     prep, _ = smoke_config
@@ -192,8 +316,10 @@ def resolve(cls):  # the fields' types as real types (some modules use string an
                 resolve(a)
 resolve(Config)
 tree = shape(Config)
-# model_config is a Union with Any: dacite takes LlamaConfig for the kit's configs (is_llama_config)
-tree["fields"]["model"]["fields"]["model_config"] = shape(M.LlamaConfig)
+# model_config is a Union with Any: dacite takes LlamaConfig for the kit's configs (is_llama_config),
+# or Qwen2Config when a recipe switch needs it (no_rope_layer, _use_doc_masking)
+tree["fields"]["model"]["fields"]["model_config"] = {"variants": {"LlamaConfig": shape(M.LlamaConfig),
+                                                                  "Qwen2Config": shape(M.Qwen2Config)}}
 print(json.dumps(tree))
 """
 

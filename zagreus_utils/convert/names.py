@@ -1,5 +1,7 @@
 """nanotron's parameter names and shapes, and how each maps to transformers' Llama tensors
-(qkv and gate_up fused on nanotron's side, RoPE rows interleaved or rotate-half)."""
+(qkv and gate_up fused on nanotron's side, RoPE rows interleaved or rotate-half). nanotron's Qwen2
+(the config that holds ``no_rope_layer``) has the same names and layout; its NoPE model is
+transformers' SmolLM3, whose tensors are named as Llama's."""
 
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ CARRIED_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "hidden_act", "h
                 "initializer_range", "intermediate_size", "max_position_embeddings",
                 "num_attention_heads", "num_hidden_layers", "num_key_value_heads", "pretraining_tp",
                 "rms_norm_eps", "rope_scaling", "rope_theta", "tie_word_embeddings", "use_cache",
-                "vocab_size", "attention_bias")
+                "vocab_size", "attention_bias", "no_rope_layer")  # no_rope_layer: SmolLM3's no_rope_layers
 # nanotron-only keys that change the architecture when set: refuse rather than convert wrongly.
 # (key -> the only value this converter accepts)
-ARCH_KEYS = {"attention_bias": False, "no_rope_layer": None, "sliding_window_size": None,
+ARCH_KEYS = {"attention_bias": False, "sliding_window_size": None,
              "rope_seq_len_interpolation_factor": None, "moe_config": None}
 
 
@@ -34,7 +36,7 @@ def arch_from_model_config(cfg: dict, where: str) -> tuple[LlamaArch, list[str]]
     for key, allowed in ARCH_KEYS.items():
         if cfg.get(key) not in (None, allowed):
             raise ZagreusError(f"{where}: {key}={cfg[key]!r} is not supported by this converter "
-                               f"(a Llama with {key}={allowed!r} is expected)")
+                               f"(a Llama, or a Qwen2 with NoPE layers, with {key}={allowed!r} is expected)")
     arch = LlamaArch.from_nanotron(cfg, where).check(where)
     dropped = sorted(k for k in cfg if k not in CARRIED_KEYS)
     return arch, dropped

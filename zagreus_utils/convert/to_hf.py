@@ -1,5 +1,5 @@
-"""nanotron checkpoint -> Hugging Face Llama folder (:func:`nanotron_to_hf`), verified by logits
-and a bit-exact round trip."""
+"""nanotron checkpoint -> Hugging Face Llama folder (SmolLM3 when ``no_rope_layer`` drops RoPE in
+some layers) (:func:`nanotron_to_hf`), verified by logits and a bit-exact round trip."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def nanotron_to_hf(src, dst, tokenizer=None, overwrite: bool = False, dtype=None
         report.notes.append(picked)
     if arch.rope_interleaved:
         report.notes.append("rope_interleaved: q and k rows permuted per head to rotate-half")
+    if arch.no_rope_layer is not None:
+        report.notes.append(f"no_rope_layer {arch.no_rope_layer}: written as transformers' SmolLM3 (no_rope_layers)")
     metas = (ckpt.meta or {}).get("metas") or {}
     report.step = metas.get("last_train_step")
     report.consumed_tokens = metas.get("consumed_tokens_total")
@@ -85,7 +87,7 @@ def _write_hf(ckpt: NanotronCheckpoint, work: Path, report: ConversionReport, to
     release_memory()
     report.parameters, report.tensors = params, writer.tensors_written
 
-    hf_cfg = arch.to_hf_config(architectures=["LlamaForCausalLM"], dtype=out_dtype)
+    hf_cfg = arch.to_hf_config(architectures=[arch.hf_architecture], dtype=out_dtype)
     hf_cfg.save_pretrained(str(work))
     write_generation_config(ckpt.config, work)
     written = [work / "config.json", work / "generation_config.json"]

@@ -115,8 +115,9 @@ def write_nanotron_folder(dst: Path, arch: LlamaArch, model_config: dict, tensor
 
 def hf_to_nanotron(src, dst, tp: int = 1, overwrite: bool = False, verify: bool = True,
                    rope_interleaved: bool = False) -> ConversionReport:
-    """Export a transformers Llama folder as a nanotron checkpoint folder (``tp`` shards per
-    parameter), verified by logits and a bit-exact round trip.
+    """Export a transformers Llama folder (or SmolLM3: nanotron's Qwen2 with ``no_rope_layer``) as a
+    nanotron checkpoint folder (``tp`` shards per parameter), verified by logits and a bit-exact
+    round trip.
 
     ``rope_interleaved=True`` writes q and k rows in nanotron's interleaved RoPE order (and says so
     in the config); the default keeps transformers' rotate-half order, as the report's config does.

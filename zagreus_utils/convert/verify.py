@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..model.arch import LlamaArch
+from ..model.arch import LlamaArch, nope_layers
 from ..pipeline.errors import ZagreusError
 from .checkpoint_io import HFWeights, NanotronCheckpoint
 from .names import LAYER_PARTS, NT_EMBED, NT_FINAL_NORM, NT_LM_HEAD, split_to_hf
@@ -97,7 +97,8 @@ class FusedLlamaReference:
     Fed parameter by parameter in nanotron's order (embedding, each layer's six tensors, final
     norm, lm_head or the tied embedding), it runs each layer as soon as its tensors are in, so it
     never holds the whole model. RoPE follows the checkpoint: interleaved pairs (2j, 2j+1) when
-    ``rope_interleaved``, rotate-half pairs (j, j + d/2) otherwise; GQA shares kv head
+    ``rope_interleaved``, rotate-half pairs (j, j + d/2) otherwise, and none in the NoPE layers
+    (``no_rope_layer``: :func:`zagreus_utils.model.arch.nope_layers`); GQA shares kv head
     ``h // (heads / kv_heads)`` with query head ``h``.
     """
 
@@ -108,6 +109,8 @@ class FusedLlamaReference:
         self.layer: dict[str, torch.Tensor] = {}
         self.logits: torch.Tensor | None = None
         self.final_norm: torch.Tensor | None = None
+        self.index = 0  # the next layer's
+        self.nope = set(nope_layers(arch.num_layers, arch.no_rope_layer))
         pos = torch.arange(input_ids.shape[1], dtype=torch.float32)
         ang = pos[:, None] * rope_inv_freq(arch)[None, :]  # [T, d/2]
         self.cos, self.sin = ang.cos(), ang.sin()
@@ -150,8 +153,11 @@ class FusedLlamaReference:
         B, T, _ = h.shape
         x = self._rms(h, w["input_layernorm"])
         q, k, v = (x @ w["attn.qkv_proj"].T).split([a.q_rows, a.kv_rows, a.kv_rows], dim=-1)
-        q = self._rope(q.view(B, T, a.num_heads, a.head_dim)).transpose(1, 2)
-        k = self._rope(k.view(B, T, a.num_kv_heads, a.head_dim)).transpose(1, 2)
+        q, k = q.view(B, T, a.num_heads, a.head_dim), k.view(B, T, a.num_kv_heads, a.head_dim)
+        if self.index not in self.nope:
+            q, k = self._rope(q), self._rope(k)
+        self.index += 1
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = v.view(B, T, a.num_kv_heads, a.head_dim).transpose(1, 2)
         group = a.num_heads // a.num_kv_heads
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
@@ -173,14 +179,15 @@ def reference_inputs(vocab_size: int, batch: int = 2, length: int = 16, seed: in
 
 
 def hf_logits(folder: Path, input_ids: torch.Tensor) -> torch.Tensor:
-    """Logits of the transformers model in ``folder`` (float32, eager attention, on CPU)."""
-    from transformers import LlamaForCausalLM
+    """Logits of the transformers model in ``folder`` (its own class: Llama or SmolLM3; float32,
+    eager attention, on CPU)."""
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:  # weights stay in their stored dtype, memory-mapped: no float32 copy of the whole model
-        model = LlamaForCausalLM.from_pretrained(str(folder), dtype="auto", attn_implementation="eager")
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto", attn_implementation="eager")
     finally:
         if bar:
             hf_logging.enable_progress_bar()

@@ -2,8 +2,9 @@
 
 Read from the profile (``from_spec``), a nanotron config (``from_nanotron``) or a transformers
 config or folder (``from_hf``); checked once (:meth:`LlamaArch.check`, :func:`head_problems`);
-written as transformers' ``LlamaConfig`` (``to_hf_config``) and as nanotron's ``model_config``
-(``to_nanotron``). The planner, the local trainer, preflight, the converter, the nanotron
+written as transformers' ``LlamaConfig`` (``to_hf_config``; its ``SmolLM3Config`` when some
+layers go without RoPE, ``no_rope_layer``) and as nanotron's ``model_config`` (``to_nanotron``:
+its LlamaConfig, or its Qwen2Config, the one that holds ``no_rope_layer``). The planner, the local trainer, preflight, the converter, the nanotron
 renderer and the audit's parameter count all ask this object.
 """
 
@@ -19,6 +20,15 @@ from ..pipeline.errors import ZagreusError
 ACTIVATIONS = ("silu", "swish", "gelu", "gelu_pytorch_tanh", "relu")
 #: nanotron model_config keys without which there is no model
 REQUIRED_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size")
+#: transformers' model types this description reads (SmolLM3: a Llama with NoPE layers)
+HF_MODEL_TYPES = ("llama", "smollm3")
+
+
+def nope_layers(num_layers: int, interval: int | None) -> list[int]:
+    """The 0-based layers without rotary embedding: every ``interval``-th one, counted from 1 (layers
+    3, 7, ... for 4), as nanotron's Qwen2 (``(layer_idx + 1) % no_rope_layer == 0``) and
+    transformers' ``SmolLM3Config.no_rope_layer_interval`` both mean it."""
+    return [] if not interval else [i for i in range(num_layers) if (i + 1) % interval == 0]
 
 
 def head_problems(hidden_size: int, num_heads: int, num_kv_heads: int) -> list[str]:
@@ -57,6 +67,7 @@ class LlamaArch:
     pad_token_id: int | None = None
     pretraining_tp: int = 1
     use_cache: bool = True
+    no_rope_layer: int | None = None  # every Nth layer without RoPE (NoPE); None: RoPE everywhere
 
     # --- derived shapes ---------------------------------------------------------------------
 
@@ -86,7 +97,7 @@ class LlamaArch:
                    max_position_embeddings=m.max_position_embeddings, rope_theta=m.rope_theta,
                    rope_interleaved=m.rope_interleaved, rms_norm_eps=m.rms_norm_eps, hidden_act=m.hidden_act,
                    initializer_range=m.initializer_range, init_std=m.init_std, bos_token_id=m.bos_token_id,
-                   eos_token_id=m.eos_token_id)
+                   eos_token_id=m.eos_token_id, no_rope_layer=getattr(m, "no_rope_layer", None))
 
     @classmethod
     def from_nanotron(cls, config: Mapping[str, Any], where: str = "model_config") -> "LlamaArch":
@@ -115,14 +126,16 @@ class LlamaArch:
                        init_std=init.get("std") if isinstance(init, Mapping) else None,
                        bos_token_id=mc.get("bos_token_id"), eos_token_id=mc.get("eos_token_id"),
                        pad_token_id=mc.get("pad_token_id"), pretraining_tp=mc.get("pretraining_tp", 1),
-                       use_cache=mc.get("use_cache", True))
+                       use_cache=mc.get("use_cache", True),
+                       no_rope_layer=None if mc.get("no_rope_layer") is None else int(mc["no_rope_layer"]))
         except (TypeError, ValueError) as exc:
             raise ZagreusError(f"{where}: a model shape is not a number ({exc})") from None
 
     @classmethod
     def from_hf(cls, config, where: str | None = None, rope_interleaved: bool = False) -> "LlamaArch":
-        """From a transformers ``LlamaConfig`` or a model folder; refuses what nanotron's Llama
-        cannot hold (another model type, biases, a head_dim of its own)."""
+        """From a transformers ``LlamaConfig`` or ``SmolLM3Config`` or a model folder; refuses what
+        nanotron cannot hold (another model type, biases, a head_dim of its own, sliding windows,
+        NoPE layers that are not every Nth one)."""
         if isinstance(config, (str, Path)):
             from transformers import AutoConfig
 
@@ -134,8 +147,11 @@ class LlamaArch:
                 raise ZagreusError(f"{where}: {exc}") from exc
         where = where or "config.json"
         cfg = config
-        if getattr(cfg, "model_type", "llama") != "llama":
-            raise ZagreusError(f"{where}: model_type={cfg.model_type!r}; only Llama models convert to nanotron's Llama")
+        model_type = getattr(cfg, "model_type", "llama")
+        if model_type not in HF_MODEL_TYPES:
+            raise ZagreusError(f"{where}: model_type={model_type!r}; only Llama and SmolLM3 models convert to "
+                               f"nanotron's Llama / Qwen2")
+        no_rope = _hf_no_rope_layer(cfg, where) if model_type == "smollm3" else None
         for key in ("attention_bias", "mlp_bias"):
             if getattr(cfg, key, False):
                 raise ZagreusError(f"{where}: {key}=true has no place in nanotron's Llama (no biases)")
@@ -150,7 +166,8 @@ class LlamaArch:
                    rope_theta=theta, rope_interleaved=bool(rope_interleaved), rope_scaling=scaling,
                    rms_norm_eps=cfg.rms_norm_eps, hidden_act=cfg.hidden_act, initializer_range=cfg.initializer_range,
                    bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
-                   pretraining_tp=getattr(cfg, "pretraining_tp", 1), use_cache=getattr(cfg, "use_cache", True))
+                   pretraining_tp=getattr(cfg, "pretraining_tp", 1), use_cache=getattr(cfg, "use_cache", True),
+                   no_rope_layer=no_rope)
 
     # --- checking ---------------------------------------------------------------------------
 
@@ -169,6 +186,9 @@ class LlamaArch:
             problems.append(f"hidden_size/num_attention_heads = {self.head_dim}: the head size must be even (RoPE)")
         if problems:
             raise ZagreusError(f"{where}: " + "; ".join(problems))
+        if self.no_rope_layer is not None and (self.no_rope_layer < 1 or self.num_layers % self.no_rope_layer):
+            raise ZagreusError(f"{where}: no_rope_layer={self.no_rope_layer} must be a positive divisor of "
+                               f"num_hidden_layers ({self.num_layers}) (nanotron's Qwen2Config asserts it)")
         if self.hidden_act not in ACTIVATIONS:
             raise ZagreusError(f"{where}: hidden_act={self.hidden_act!r} is not supported "
                                f"(one of {', '.join(ACTIVATIONS)})")
@@ -176,9 +196,15 @@ class LlamaArch:
 
     # --- writing ----------------------------------------------------------------------------
 
+    @property
+    def hf_architecture(self) -> str:
+        """transformers' model class of this architecture (SmolLM3 when some layers skip RoPE)."""
+        return "LlamaForCausalLM" if self.no_rope_layer is None else "SmolLM3ForCausalLM"
+
     def to_hf_config(self, **extra):
-        """The transformers ``LlamaConfig`` (``extra``: e.g. ``architectures``, ``dtype``)."""
-        from transformers import LlamaConfig
+        """The transformers ``LlamaConfig``, or ``SmolLM3Config`` with ``no_rope_layers`` when
+        ``no_rope_layer`` is set (``extra``: e.g. ``architectures``, ``dtype``)."""
+        from transformers import LlamaConfig, SmolLM3Config
 
         kwargs = dict(
             vocab_size=self.vocab_size, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
@@ -191,10 +217,30 @@ class LlamaArch:
             attention_bias=self.attention_bias, mlp_bias=False, use_cache=self.use_cache)
         if self.rope_scaling is not None:
             kwargs["rope_scaling"] = self.rope_scaling
-        return LlamaConfig(**extra, **kwargs)
+        if self.no_rope_layer is None:
+            return LlamaConfig(**extra, **kwargs)
+        nope = nope_layers(self.num_layers, self.no_rope_layer)
+        return SmolLM3Config(**extra, **kwargs, no_rope_layer_interval=self.no_rope_layer,
+                             no_rope_layers=[int(i not in nope) for i in range(self.num_layers)],
+                             use_sliding_window=False)
 
-    def to_nanotron(self) -> dict:
-        """nanotron's ``model.model_config`` mapping (``is_llama_config``: loaded as its LlamaConfig)."""
+    def to_nanotron(self, qwen2: bool | None = None) -> dict:
+        """nanotron's ``model.model_config`` mapping: its LlamaConfig (``is_llama_config``), or with
+        ``qwen2`` (default: when ``no_rope_layer`` is set) its Qwen2Config (``is_qwen2_config``), the
+        config of nanotron main that holds ``no_rope_layer`` and ``_use_doc_masking``; dacite picks
+        the class whose fields fit (strict), so the two marker keys never appear together."""
+        if qwen2 is None:
+            qwen2 = self.no_rope_layer is not None
+        if self.no_rope_layer is not None and not qwen2:
+            raise ZagreusError("no_rope_layer is a field of nanotron's Qwen2Config only; its LlamaConfig cannot "
+                               "hold it")
+        mc = self._nanotron_llama()
+        if qwen2:
+            del mc["is_llama_config"]
+            mc.update(is_qwen2_config=True, no_rope_layer=self.no_rope_layer)
+        return mc
+
+    def _nanotron_llama(self) -> dict:
         return {
             "bos_token_id": self.bos_token_id, "eos_token_id": self.eos_token_id,
             "hidden_act": self.hidden_act, "hidden_size": self.hidden_size,
@@ -207,6 +253,22 @@ class LlamaArch:
             "rope_interleaved": self.rope_interleaved, "tie_word_embeddings": self.tie_word_embeddings,
             "use_cache": self.use_cache, "vocab_size": self.vocab_size,
         }
+
+
+def _hf_no_rope_layer(cfg, where: str) -> int | None:
+    """The interval of a SmolLM3 config's NoPE layers; refused unless they are every Nth layer
+    (nanotron's only pattern) and without sliding windows."""
+    if getattr(cfg, "use_sliding_window", False):
+        raise ZagreusError(f"{where}: use_sliding_window=true has no place in nanotron's Qwen2 NoPE model")
+    flags = list(getattr(cfg, "no_rope_layers", None) or [])[:cfg.num_hidden_layers]
+    nope = [i for i, use_rope in enumerate(flags) if not use_rope]
+    if not nope:
+        return None
+    interval = nope[0] + 1
+    if nope != nope_layers(cfg.num_hidden_layers, interval) or cfg.num_hidden_layers % interval:
+        raise ZagreusError(f"{where}: no_rope_layers puts NoPE in layers {nope}; nanotron only drops RoPE in "
+                           f"every Nth layer (e.g. {nope_layers(cfg.num_hidden_layers, interval)})")
+    return interval
 
 
 def _hf_rope(cfg) -> tuple[float, dict | None]:

@@ -54,6 +54,20 @@ LLAMA_CONFIG = _leaves(
     "use_cache", "vocab_size", "_attn_implementation", "z_loss_enabled", "z_loss_coefficient",
 )
 
+# nanotron main's Qwen2Config: the one that holds no_rope_layer and _use_doc_masking
+QWEN2_CONFIG = _leaves(
+    "bos_token_id", "eos_token_id", "hidden_act", "hidden_size", "initializer_range",
+    "intermediate_size", "is_qwen2_config", "max_position_embeddings", "num_attention_heads",
+    "num_hidden_layers", "num_key_value_heads", "pad_token_id", "pretraining_tp", "rms_norm_eps",
+    "rope_scaling", "rope_theta", "rope_interleaved", "rope_seq_len_interpolation_factor",
+    "tie_word_embeddings", "use_cache", "vocab_size", "_attn_implementation", "flex_attention_mask",
+    "attention_bias", "sliding_window_size", "z_loss_enabled", "z_loss_coefficient", "no_rope_layer",
+    "_fused_rotary_emb", "_fused_rms_norm", "_use_qkv_packed", "_use_doc_masking", "log_attn_probs",
+    "ring_attn_heads_k_stride", "moe_config",
+)
+
+MODEL_CONFIG = Variants({"LlamaConfig": LLAMA_CONFIG, "Qwen2Config": QWEN2_CONFIG})
+
 INIT_METHOD = Variants({
     "RandomInit": _leaves("std", "scaling_method"),
     "SpectralMupInit": _leaves("use_mup"),
@@ -61,7 +75,7 @@ INIT_METHOD = Variants({
 })
 
 MODEL = {
-    "model_config": LLAMA_CONFIG,
+    "model_config": MODEL_CONFIG,
     "init_method": INIT_METHOD,
     "dtype": None,
     "make_vocab_size_divisible_by": None,
