@@ -2,38 +2,20 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
+from conftest import zagreus_cli as _zagreus
 from zagreus_utils.pipeline import paths, stages
 
 pytestmark = pytest.mark.smoke
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("smoke")
-
-
-def _zagreus(workdir, *args):
-    env = {**os.environ, "ZAGREUS_RUNS": str(workdir / "runs"), "ZAGREUS_REPORT_DIR": str(workdir / "report")}
-    return subprocess.run([sys.executable, "-m", "zagreus_utils.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=1800)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(workdir):
-    source = paths.DEFAULT_REPORT_SOURCE
-    extra = ["--report-source", str(source)] if source.is_file() else []
-    out = _zagreus(workdir, "run", "--profile", "smoke", "--languages", "ita", "--quiet", *extra)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out, bool(extra)
+# the run itself (fixtures `workdir`, `smoke_run`) is in conftest.py: the browser test reads its report too
 
 
 def test_every_stage_ran_with_an_ok_manifest(smoke_run, workdir):
-    for stage in stages.discover():
+    for stage in stages.select(None):  # the optional stages run only when named
         folder = stage.folder("smoke", "ita", workdir / "runs")
         m = json.loads((folder / "manifest.json").read_text())
         assert m["status"] == "ok", (stage.name, m.get("error"))
@@ -77,7 +59,25 @@ def test_noop_rerun_skips_everything(smoke_run, workdir):
     assert statuses and set(statuses) == {"skipped"}, out.stdout
 
 
-@pytest.mark.parametrize("notebook", sorted(p.name for p in paths.NOTEBOOKS.glob("*.ipynb")))
+def test_continual_demonstration_reaches_the_report(smoke_run, workdir):
+    """The optional continual stage, named, on the finished smoke run: both runs trained, scores
+    with standard errors for both languages at every checkpoint, and its section in the report."""
+    out = _zagreus(workdir, "run", "--profile", "smoke", "--languages", "ita", "--stages", "continual", "--quiet")
+    assert out.returncode == 0, out.stdout + out.stderr
+    stage = workdir / "runs" / "smoke" / "ita" / "09_continual"
+    info = json.loads((stage / "continual.json").read_text())
+    scores = info["scores"]
+    assert {(r["run"], r["language"]) for r in scores} == {(run, lang) for run in ("continued", "scratch")
+                                                          for lang in ("ita", "spa")}
+    assert sorted({r["step"] for r in scores}) == list(range(0, info["steps"] + 1, info["checkpoint_every"]))
+    assert all(r["bpb_se"] > 0 and r["acc_se"] > 0 for r in scores)
+    first = {(r["run"], r["language"]): r for r in scores if r["step"] == 0}
+    assert first[("continued", "ita")]["bpb"] < first[("scratch", "ita")]["bpb"] - 1  # it starts from the base model
+    html = (workdir / "report" / "smoke" / "index.html").read_text()
+    assert "Continual pretraining ita -&gt; spa" in html or "Continual pretraining ita -> spa" in html
+
+
+@pytest.mark.parametrize("notebook", sorted(s.notebook.name for s in stages.select(None)))
 def test_notebook_runs_with_default_parameters(notebook, smoke_run, workdir, tmp_path):
     """As a person in JupyterLab would: no injected parameters at all."""
     import papermill as pm

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..model.start_model import looks_like_hub_id, resolve_path
+from ..pipeline import paths
 from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import load_spec
 from ..pipeline.paths import hf_home, hub_cache, nltk_data_dir  # noqa: F401 (re-exported)
@@ -40,7 +42,7 @@ EXTERNAL_TASKS = {
 
 @dataclass(frozen=True)
 class Item:
-    kind: str                 # tokenizer | dataset | lm-eval | nltk | external
+    kind: str                 # tokenizer | model | dataset | lm-eval | nltk | external
     name: str                 # hub repo id, NLTK resource, or task name
     patterns: tuple = ()      # allow_patterns of snapshot_download (empty: the whole repo)
     repo_type: str = "model"
@@ -92,6 +94,9 @@ def items(profile: str, languages: list[str]) -> list[Item]:
     tok = specs[0].profile.tokenizer
     if tok.kind == "pretrained":
         out.append(Item("tokenizer", tok.name_or_path, tuple(TOKENIZER_FILES), "model", "stages 02 tokenization, 03-06"))
+    start = specs[0].profile.training.init_from
+    if start and looks_like_hub_id(start) and not resolve_path(start, paths.REPO_ROOT).exists():
+        out.append(Item("model", start, (), "model", "stage 03 pretraining: the start model (training.init_from)"))
     needs_nltk = False
     for spec in specs:
         if spec.profile.data.source == "hub":

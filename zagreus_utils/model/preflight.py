@@ -14,6 +14,8 @@ listing every failure with its fix, so that a typo costs seconds, not a queue wa
 - schedule: warmup, decay start and decay end fit in ``train_steps``; min lr <= lr;
 - sequence length <= ``max_position_embeddings``;
 - a resume path, when set, exists;
+- every data stage starts within the run; a start model (``training.init_from``) matches the
+  spec and the token folders (:mod:`zagreus_utils.model.start_checks`);
 - the estimated memory per rank fits the declared GPU (host RAM for a CPU profile).
 """
 
@@ -22,31 +24,21 @@ from __future__ import annotations
 import glob
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..nanotron import config as ncfg
 from ..pipeline import paths
-from . import planning
+from . import planning, start_checks
 from .arch import LlamaArch
+from .checks import Check
+from .param_names import NANOTRON_EXCLUDE_FAULT
 from ..pipeline.errors import ZagreusError
 
 GIB = 2**30
 RETOKENIZE = ("rerun the tokenization stage for this profile and language "
               "(zagreus run --profile <profile> --languages <lang> --stages tokenization --force)")
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool | None  # None: could not be verified here (not a failure)
-    detail: str
-    fix: str = ""
-
-    @property
-    def status(self) -> str:
-        return {True: "ok", False: "FAILED", None: "unverified"}[self.ok]
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -279,12 +271,13 @@ def check_data(config: dict, base: Path = paths.REPO_ROOT) -> list[Check]:
 
 
 def check_data_volume(config: dict, base: Path = paths.REPO_ROOT, repeats: bool = False) -> Check:
-    """Each folder holds the samples its share of ``train_steps x global batch`` needs.
+    """Each folder holds the samples its share of its stage's steps x global batch needs.
 
     nanotron main's TokenizedBytes loader reads each folder once, in order, blended by
     ``dataset_weights`` (equally without them), and fails with IndexError past a folder's last
-    ``sequence_length + 1`` window; it does not start the folder again. The local trainer does
-    (``repeats``): there the check only reports the epochs.
+    ``sequence_length + 1`` window; it does not start the folder again. A data stage runs from its
+    ``start_training_step`` to the next stage's (the last to ``train_steps``). The local trainer
+    repeats folders (``repeats``): there the check only reports the epochs.
     """
     name = "data volume (samples per folder)"
     stages = config.get("data_stages") or []
@@ -292,36 +285,44 @@ def check_data_volume(config: dict, base: Path = paths.REPO_ROOT, repeats: bool 
     par = config.get("parallelism") or {}
     try:
         seq = int(tokens["sequence_length"])
-        needed = int(tokens["train_steps"]) * int(tokens["micro_batch_size"]) * \
-            int(tokens["batch_accumulation_per_replica"]) * int(par.get("dp") or 1)
-        ds = stages[0]["data"]["dataset"]
-        folders = ds["dataset_folder"]
-        folders = [folders] if isinstance(folders, str) else list(folders)
+        steps = int(tokens["train_steps"])
+        batch = int(tokens["micro_batch_size"]) * int(tokens["batch_accumulation_per_replica"]) * int(par.get("dp") or 1)
+        starts = [int(s.get("start_training_step") or 1) for s in stages] + [steps + 1]
+        datasets = [s["data"]["dataset"] for s in stages]
+        if not datasets:
+            raise KeyError("data_stages")
     except (KeyError, IndexError, TypeError, ValueError):
         return Check(name, None, "the config has no tokens/data stage to count against")
-    sizes = []
-    for f in folders:
-        folder = _resolve(f, base)
-        metas = read_metadata(folder) if folder.is_dir() else []
-        token_size = next((size for _, _, size in metas if size > 0), 0)
-        if not token_size:
-            return Check(name, None, f"{folder}: no token files to count (see the data checks)")
-        tokens_in = sum(p.stat().st_size for p in folder.glob("*.ds")) // token_size
-        sizes.append(tokens_in // (seq + 1))
-    weights = ds.get("dataset_weights") or [1.0] * len(folders)
-    total = float(sum(weights))
-    short = []
-    for f, have, w in zip(folders, sizes, weights):
-        need = int(needed * w / total) + 1  # the blend keeps each folder within one sample of its share
-        if need > have:
-            short.append(f"{Path(f).name}: {have:,} samples of {seq + 1} tokens, its share needs {need:,}")
-    epochs = needed / max(sum(sizes), 1)
+    short, total_needed, total_have = [], 0, 0
+    for k, ds in enumerate(datasets):
+        needed = max(starts[k + 1] - starts[k], 0) * batch
+        folders = ds["dataset_folder"]
+        folders = [folders] if isinstance(folders, str) else list(folders)
+        sizes = []
+        for f in folders:
+            folder = _resolve(f, base)
+            metas = read_metadata(folder) if folder.is_dir() else []
+            token_size = next((size for _, _, size in metas if size > 0), 0)
+            if not token_size:
+                return Check(name, None, f"{folder}: no token files to count (see the data checks)")
+            tokens_in = sum(p.stat().st_size for p in folder.glob("*.ds")) // token_size
+            sizes.append(tokens_in // (seq + 1))
+        weights = ds.get("dataset_weights") or [1.0] * len(folders)
+        total = float(sum(weights))
+        where = f"stage {stages[k].get('name')!r}: " if len(datasets) > 1 else ""
+        for f, have, w in zip(folders, sizes, weights):
+            need = int(needed * w / total) + 1  # the blend keeps each folder within one sample of its share
+            if needed and need > have:
+                short.append(f"{where}{Path(f).name}: {have:,} samples of {seq + 1} tokens, its share needs {need:,}")
+        total_needed += needed
+        total_have += sum(sizes)
+    epochs = total_needed / max(total_have, 1)
     if short and not repeats:
-        return Check(name, False, f"train_steps x global batch = {needed:,} samples; " + "; ".join(short)
+        return Check(name, False, f"train_steps x global batch = {total_needed:,} samples; " + "; ".join(short)
                      + " (nanotron main reads each folder once and stops with IndexError at its end)",
                      "tokenize more data for those sources, lower training.train_steps, or set "
                      "dataset_weights that match the folders' sizes")
-    return Check(name, True, f"{needed:,} samples from {sum(sizes):,} ({epochs:.2f} epochs"
+    return Check(name, True, f"{total_needed:,} samples from {total_have:,} ({epochs:.2f} epochs"
                  + (", the local trainer repeats folders)" if short else ")"))
 
 
@@ -373,11 +374,14 @@ def check_sequence(config: dict) -> Check:
     return Check("sequence length", True, f"{seq} <= max_position_embeddings {mpe}")
 
 
-def check_resume(config: dict, base: Path = paths.REPO_ROOT) -> Check:
+def check_resume(config: dict, base: Path = paths.REPO_ROOT, pending: Path | None = None) -> Check:
+    """``resume_checkpoint_path`` exists, or is ``pending`` (the start model stage 03 converts there)."""
     path = (config.get("checkpoints") or {}).get("resume_checkpoint_path")
     if not path:
         return Check("resume checkpoint", True, "none set: training starts from scratch")
     p = _resolve(path, base)
+    if pending is not None and p == pending:
+        return Check("resume checkpoint", True, f"{p}: the start model, converted there before training")
     if not p.is_dir() or not any(p.iterdir()):
         return Check("resume checkpoint", False, f"resume_checkpoint_path {path} does not exist (or is empty)",
                      "point checkpoints.resume_checkpoint_path at an existing checkpoint folder, or set it to null")
@@ -427,16 +431,34 @@ def check_memory(spec, config: dict) -> Check:
     return Check("memory per rank", True, f"estimated {planning.fmt_bytes(need)} of {where} ({parts})")
 
 
+def check_weight_decay_exclusion(config: dict, nanotron: bool) -> Check:
+    """``weight_decay_exclude_named_params``: applied as nanotron's rule by the local trainer; refused
+    for a nanotron run, whose optimizer builder misapplies it (:data:`NANOTRON_EXCLUDE_FAULT`)."""
+    name = "weight decay exclusion"
+    patterns = (config.get("optimizer") or {}).get("weight_decay_exclude_named_params") or []
+    if not patterns:
+        return Check(name, True, "none: every parameter decays")
+    if not nanotron:
+        return Check(name, True, f"{patterns}: no weight decay on the parameters they re.match (nanotron's names)")
+    return Check(name, False, f"{patterns} on a nanotron run: {NANOTRON_EXCLUDE_FAULT}",
+                 "leave training.weight_decay_exclude empty for a nanotron run (the local trainer applies it "
+                 "correctly), or pin a nanotron whose optimizer builder is fixed")
+
+
 # --- all together ---------------------------------------------------------------------------
 
 def check_all(spec, config: dict, *, base: Path = paths.REPO_ROOT, raise_on_failure: bool = True,
-        launcher: str = "local") -> list[Check]:
-    """Every check; raises one :class:`ZagreusError` naming each failure and its fix."""
+        launcher: str = "local", overrides: dict | None = None) -> list[Check]:
+    """Every check; raises one :class:`ZagreusError` naming each failure and its fix (``overrides``:
+    the ``--set`` values, named where a check cites a profile key)."""
     checks = [check_parallelism(spec, config, launcher), check_config(config)]
     checks += check_data(config, base)
     checks.append(check_data_volume(config, base, repeats=not spec.profile.hardware.gpus_per_node))
-    checks += [check_schedule(config), check_sequence(config), check_resume(config, base),
-               check_memory(spec, config)]
+    checks += [check_schedule(config), check_sequence(config),
+               check_resume(config, base, start_checks.pending_start(spec, config, base)),
+               check_memory(spec, config), start_checks.check_stages(config),
+               check_weight_decay_exclusion(config, nanotron=bool(spec.profile.hardware.gpus_per_node))]
+    checks += start_checks.check_start(spec, config, base, overrides)  # training.init_from (none when null)
     if raise_on_failure:
         raise_if_failed(checks)
     return checks

@@ -24,6 +24,18 @@ def _token_files(s) -> list[tuple[str, Path]]:
     return found
 
 
+def _init_files(s) -> list[tuple[str, Path]]:
+    """(key, file) of the weights a run starts from (``Settings.init``; a Hub id: none, its id is
+    in the settings)."""
+    src = getattr(s, "init", None)
+    p = Path(src.path) if src is not None else None
+    if p is None or not p.exists():
+        return []
+    files = [f for f in sorted(p.rglob("*")) if f.is_file() and (f.suffix in (".safetensors", ".bin", ".pt")
+                                                                or f.name.endswith(".json"))]
+    return [(f"init:{f.relative_to(p)}", f) for f in files]
+
+
 def tokenizer_files(name: str) -> list[Path]:
     """The files the trainer loads the tokenizer from (see :func:`_load_tokenizer`)."""
     p = Path(name) if name else None
@@ -48,17 +60,25 @@ def run_inputs(s, known: dict | None = None) -> tuple[str, dict]:
     """(fingerprint, record) of what a run is trained on: its settings (:meth:`Settings.digest`),
     the tokenizer's files and the token files, by content (sha256). A token file whose size and
     mtime equal those in ``known`` (an earlier record) keeps its recorded hash; others are hashed."""
-    known_files = (known or {}).get("token_files") or {}
-    files = {}
-    for key, f in _token_files(s):
-        st = f.stat()
-        old = known_files.get(key) or {}
-        same = old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old.get("sha256")
-        files[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                      "sha256": old["sha256"] if same else sha256_file(f)}
+    def hashed(found: list[tuple[str, Path]], known_files: dict) -> dict:
+        files = {}
+        for key, f in found:
+            st = f.stat()
+            old = known_files.get(key) or {}
+            same = old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old.get("sha256")
+            files[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                          "sha256": old["sha256"] if same else sha256_file(f)}
+        return files
+
+    files = hashed(_token_files(s), (known or {}).get("token_files") or {})
     tokenizer = {f.name: sha256_file(f) for f in tokenizer_files(s.tokenizer_name_or_path)}
     record = {"settings": s.digest(), "tokenizer": tokenizer, "token_files": files}
-    fingerprint = sha256_json([record["settings"], tokenizer, {k: v["sha256"] for k, v in files.items()}])[:16]
+    parts = [record["settings"], tokenizer, {k: v["sha256"] for k, v in files.items()}]
+    init = hashed(_init_files(s), (known or {}).get("init_files") or {})
+    if init:  # the start checkpoint's weights (only then, so that other runs keep their fingerprint)
+        record["init_files"] = init
+        parts.append({k: v["sha256"] for k, v in init.items()})
+    fingerprint = sha256_json(parts)[:16]
     return fingerprint, record
 
 
@@ -91,6 +111,10 @@ def differences(previous: dict | None, s, inputs: dict) -> str:
                          if old_files.get(k) != new_files.get(k))
         if changed:
             parts.append(f"token files ({', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''})")
+        if before.get("init_files") != inputs.get("init_files") and (before.get("init_files") or inputs.get("init_files")):
+            old_init = {k: v.get("sha256") for k, v in (before.get("init_files") or {}).items()}
+            if old_init != {k: v["sha256"] for k, v in (inputs.get("init_files") or {}).items()}:
+                parts.append("start checkpoint (training.init_from)")
     return ", ".join(parts) or "other inputs"
 
 

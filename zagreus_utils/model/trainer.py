@@ -4,7 +4,7 @@ Reads the very nanotron config the cluster path submits (``nanotron_config.rende
 paths train from one source of truth, and maps it one to one:
 
 - model: ``LlamaForCausalLM`` with the config's shapes (GQA, tied embeddings, SwiGLU, RMSNorm,
-  RoPE), initialised like nanotron's ``StandardParametrizator`` (normal(0, init std) for
+  RoPE; ``SmolLM3ForCausalLM`` when ``no_rope_layer`` drops RoPE in some layers), initialised like nanotron's ``StandardParametrizator`` (normal(0, init std) for
   embeddings and column-parallel linears, std / sqrt(2 x layers) for the output projections,
   norms at one);
 - data: every dataset folder read with datatrove's ``DatatroveFolderDataset`` (``seq_len + 1``
@@ -14,6 +14,8 @@ paths train from one source of truth, and maps it one to one:
   sequential sampler;
 - optimizer: AdamW over every parameter (nanotron excludes none from weight decay by default) with
   the config's betas, eps and weight decay; gradient clipping at ``clip_grad``;
+- the SmolLM3 recipe switches (NoPE, document masking, weight decay exclusion) as nanotron does
+  them: :mod:`zagreus_utils.model.recipe`;
 - schedule: nanotron's warmup-stable-decay (linear warmup from 0, constant, linear/cosine/1-sqrt
   decay from ``lr_decay_starting_step`` over ``lr_decay_steps`` to ``min_decay_lr``, then
   constant) via transformers' ``get_wsd_schedule`` where it matches exactly (``min_decay_lr`` 0:
@@ -50,9 +52,10 @@ from ..nanotron.schedule import NanotronSchedule
 from .arch import LlamaArch
 from .checkpoints import (PREVIOUS, checkpoints, is_complete, move_aside, read_record, step_of, truncate_jsonl,
                           verify_checkpoint, write_atomic)
+from .recipe import causal_lm_class, collate_for, param_groups, pattern_problems
 from .callbacks import metrics_callback_class, quiet_progress_class, trainer_class
+from . import init_weights, staged_data
 from .run_inputs import SAMPLES, differences, other_run, run_inputs, set_aside_run
-from .token_data import TokenDataset, collate
 
 RUN_FILE = "run.json"
 METRICS = "metrics.jsonl"
@@ -91,6 +94,12 @@ class Settings:
     checkpoints_path: str
     resume_checkpoint_path: str | None
     tokenizer_name_or_path: str
+    # the SmolLM3 recipe switches (nanotron's _use_doc_masking, weight_decay_exclude_named_params)
+    document_masking: bool = False
+    weight_decay_exclude: tuple[str, ...] = ()
+    # continual pretraining: the data stages (staged_data) and the start checkpoint (init_weights)
+    data_stages: tuple[staged_data.DataStage, ...] = ()
+    init: init_weights.InitSource | None = None
 
     @classmethod
     def from_nanotron(cls, config: dict, base: str | Path | None = None) -> "Settings":
@@ -105,21 +114,24 @@ class Settings:
             opt = config["optimizer"]
             sch = opt["learning_rate_scheduler"]
             fac = opt["optimizer_factory"]
-            stages = config["data_stages"]
+            config["data_stages"]
             ckpt = config["checkpoints"]
             config["model"]["model_config"]
             config["model"]["init_method"]["std"]
         except (KeyError, TypeError) as exc:
             raise ZagreusError(f"the nanotron config lacks {exc}; render it with zagreus_utils.nanotron.config") from None
-        if len(stages) != 1:
-            raise ZagreusError(f"the local trainer supports one data stage; the config has {len(stages)}")
-        ds = stages[0]["data"]["dataset"]
-        folders = ds["dataset_folder"]
-        folders = [folders] if isinstance(folders, str) else list(folders)
-        weights = ds.get("dataset_weights")
-        resume = ckpt.get("resume_checkpoint_path")
+        data_stages = staged_data.read_stages(config, absolute, tok["train_steps"])
+        folders = list(dict.fromkeys(f for st in data_stages for f in st.folders))  # every stage's, once
+        weights = data_stages[0].weights if len(data_stages) == 1 else None
+        init = init_weights.init_source(config, absolute, absolute(ckpt["checkpoints_path"]))
+        resume = None if init else ckpt.get("resume_checkpoint_path")
+        arch = LlamaArch.from_nanotron(config).check("model.model_config")
+        exclude = tuple(opt.get("weight_decay_exclude_named_params") or ())
+        problems = pattern_problems(arch, exclude)
+        if problems:
+            raise ZagreusError("optimizer.weight_decay_exclude_named_params: " + "; ".join(problems))
         return cls(
-            arch=LlamaArch.from_nanotron(config).check("model.model_config"),
+            arch=arch,
             dtype=str(config["model"].get("dtype", "bfloat16")),
             sequence_length=tok["sequence_length"], micro_batch_size=tok["micro_batch_size"],
             accumulation=tok["batch_accumulation_per_replica"], train_steps=tok["train_steps"],
@@ -130,12 +142,15 @@ class Settings:
             min_decay_lr=sch["learning_rate"] if sch.get("min_decay_lr") is None else sch["min_decay_lr"],
             adam_beta1=fac["adam_beta1"], adam_beta2=fac["adam_beta2"], adam_eps=fac["adam_eps"],
             weight_decay=opt["weight_decay"], clip_grad=opt.get("clip_grad"),
-            dataset_folders=tuple(absolute(f) for f in folders),
+            dataset_folders=tuple(folders),
             dataset_weights=tuple(weights) if weights else None,
-            data_seed=stages[0]["data"].get("seed") or 42, seed=config.get("general", {}).get("seed") or 42,
+            data_seed=data_stages[0].seed, seed=config.get("general", {}).get("seed") or 42,
             checkpoint_interval=ckpt["checkpoint_interval"], checkpoints_path=absolute(ckpt["checkpoints_path"]),
             resume_checkpoint_path=absolute(resume) if resume else None,
             tokenizer_name_or_path=config.get("tokenizer", {}).get("tokenizer_name_or_path") or "",
+            document_masking=bool(config["model"]["model_config"].get("_use_doc_masking")),
+            weight_decay_exclude=exclude,
+            data_stages=data_stages, init=init,
         )
 
     def record(self) -> dict:
@@ -149,6 +164,14 @@ class Settings:
                  "bos_token_id": a.bos_token_id, "eos_token_id": a.eos_token_id}
         rest = asdict(self)
         rest.pop("arch")
+        if a.no_rope_layer is not None:
+            model["no_rope_layer"] = a.no_rope_layer
+        # one stage and no start checkpoint: the record as before data stages (the same digest)
+        rest["data_stages"] = staged_data.stage_record(self.data_stages) if len(self.data_stages) > 1 else None
+        for key, off in (("document_masking", False), ("weight_decay_exclude", ()), ("data_stages", None),
+                         ("init", None)):
+            if rest[key] == off:  # a switch left off: the record (and digest) of runs before it
+                rest.pop(key)
         return {**model, **rest}
 
     def digest(self) -> str:
@@ -159,6 +182,8 @@ class Settings:
         for k in ("checkpoints_path", "resume_checkpoint_path"):
             d.pop(k)
         d["dataset_folders"] = [Path(f).name for f in self.dataset_folders]
+        if self.init is not None:  # its weights' content is in run_inputs
+            d["init"] = {**d["init"], "path": Path(self.init.path).name}
         tok = self.tokenizer_name_or_path
         d["tokenizer_name_or_path"] = Path(tok).name if tok and Path(tok).exists() else tok
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -177,8 +202,8 @@ def build_scheduler(optimizer, s: Settings):
     from torch.optim.lr_scheduler import LambdaLR
 
     ref = schedule_for(s)
-    exact = (s.min_decay_lr == 0 and s.lr_warmup_style == "linear" and ref.decay_start >= ref.warmup
-             and not (ref.warmup == 0 and ref.decay_steps == 0))
+    # (no warmup: nanotron's formula still gives 0 at step 0, transformers' the peak)
+    exact = (s.min_decay_lr == 0 and s.lr_warmup_style == "linear" and ref.decay_start >= ref.warmup > 0)
     if exact:
         from transformers import get_wsd_schedule
 
@@ -210,16 +235,24 @@ def nanotron_init_(model, std: float, num_layers: int) -> None:
 
 def build_model(s: Settings):
     import torch
-    from transformers import LlamaForCausalLM
 
     torch.manual_seed(s.seed)
     cfg = s.arch.to_hf_config()
     cfg._attn_implementation = "sdpa"
-    model = LlamaForCausalLM(cfg)
+    model = causal_lm_class(s.arch)(cfg)
     nanotron_init_(model, s.arch.init_std, s.arch.num_layers)
     if s.arch.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     return model
+
+
+def build_optimizer(model, s: Settings):
+    """AdamW with the config's betas, eps and weight decay (0 for the excluded parameters)."""
+    import torch
+
+    return torch.optim.AdamW(param_groups(model, s.arch, s.weight_decay, s.weight_decay_exclude),
+                             lr=s.learning_rate, betas=(s.adam_beta1, s.adam_beta2), eps=s.adam_eps,
+                             weight_decay=s.weight_decay)
 
 
 # --- training -------------------------------------------------------------------------------
@@ -281,7 +314,8 @@ def _metrics_summary(path: Path) -> tuple[float | None, float | None, float | No
 
 def train(config: dict | str | Path, *, base: str | Path | None = None, output_dir: str | Path | None = None,
           resume: str | bool = "auto", on_mismatch: str = "error", force: bool = False, progress: bool = True,
-          log_samples: bool = False, metrics_path: str | Path | None = None) -> TrainResult:
+          log_samples: bool = False, metrics_path: str | Path | None = None,
+          callbacks: list | None = None) -> TrainResult:
     """Train (or resume, or find complete) the run a nanotron config describes.
 
     A run is reused (resumed, or found complete) only when it was trained on the same settings,
@@ -293,6 +327,7 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     (alias ``"restart"``: move it to ``<stage>/previous/`` and start over). ``force``: move any
     earlier run aside and train from scratch. Nothing is deleted: incomplete checkpoints (a kill
     mid-save) are moved aside too, and every move is named in the result's notes and ``moved_aside``.
+    ``callbacks``: more transformers ``TrainerCallback`` instances (e.g. :func:`callbacks.embedding_norm_callback_class`).
     """
     import torch
 
@@ -343,6 +378,7 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
         resume_from = done[-1] if done else None
         if resume_from is not None:
             verify_checkpoint(resume_from)
+        resume_from = init_weights.start_point(s.init, resume_from, s.train_steps)
     elif checkpoints(out, complete_only=False):
         raise ZagreusError(f"{out} already holds checkpoints; pass resume='auto' to continue or choose another folder")
     if main and (resume_from is not None or resume == "auto"):
@@ -380,14 +416,11 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     model = build_model(s)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     global_batch = s.micro_batch_size * s.accumulation * world
-    dataset = TokenDataset(list(s.dataset_folders), s.sequence_length, s.train_steps * global_batch,
-                           seed=s.data_seed, vocab_size=s.arch.vocab_size,
-                           weights=list(s.dataset_weights) if s.dataset_weights else None)
-    if dataset.epochs > 1:
-        notes.append(f"the data holds {sum(dataset.lengths)} samples for {len(dataset)} needed: "
-                     f"{dataset.epochs:.2f} epochs (repeated like nanotron's Nanoset)")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, betas=(s.adam_beta1, s.adam_beta2),
-                                  eps=s.adam_eps, weight_decay=s.weight_decay)
+    dataset = staged_data.build(s.data_stages, s.sequence_length, s.train_steps, global_batch,
+                                vocab_size=s.arch.vocab_size)
+    notes += staged_data.repeat_notes(dataset)
+    optimizer = build_optimizer(model, s)
+    notes += init_weights.prepare_start(s.init, resume_from, model, optimizer, s.arch)
     scheduler, how = build_scheduler(optimizer, s)
     args = TrainingArguments(
         output_dir=str(out), max_steps=s.train_steps, per_device_train_batch_size=s.micro_batch_size,
@@ -408,9 +441,12 @@ def train(config: dict | str | Path, *, base: str | Path | None = None, output_d
     sink: list[int] = []
     delay = float(os.environ.get("ZAGREUS_STEP_DELAY", "0") or 0)
     callback = metrics_callback_class()(metrics, global_batch * s.sequence_length, samples, sink, delay)
-    trainer = trainer_class()(model=model, args=args, train_dataset=dataset, data_collator=collate,
-                               processing_class=_load_tokenizer(s.tokenizer_name_or_path),
-                               optimizers=(optimizer, scheduler), callbacks=[callback])
+    tokenizer = _load_tokenizer(s.tokenizer_name_or_path)
+    trainer = trainer_class()(model=model, args=args, train_dataset=dataset,
+                               data_collator=collate_for(s.arch, s.document_masking,
+                                                         getattr(tokenizer, "eos_token_id", None)),
+                               processing_class=tokenizer,
+                               optimizers=(optimizer, scheduler), callbacks=[callback, *(callbacks or ())])
     trainer.sample_sink = sink
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # no printed dict per step: metrics.jsonl has them

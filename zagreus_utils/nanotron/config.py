@@ -25,7 +25,8 @@ from ..pipeline.errors import ZagreusError
 from ..pipeline.spec import available, load_spec
 from ..pipeline.stages import folder_name
 from ..model.arch import LlamaArch, head_problems
-from . import schema
+from . import continual, schema
+from .schedule import scheduler_section
 
 KIT_NOTEBOOKS = paths.NOTEBOOKS  # the kit's stage notebooks (as imported; a runner may be given others)
 
@@ -39,7 +40,6 @@ HEADER = ("# Rendered by zagreus_utils.nanotron.config from configs/profiles/{pr
 # --- values nanotron needs that the spec does not hold (the report's values) ------------------
 PROJECT = "zagreus"
 RUN = "zagreus-350M"               # the report's run name; checkpoints are per language anyway
-DATA_STAGE_NAME = "stable phase"   # the report's single data stage (no annealing stage)
 NUM_LOADING_WORKERS = 0
 DDP_BUCKET_CAP_MB = 100
 MAKE_VOCAB_SIZE_DIVISIBLE_BY = 1
@@ -76,41 +76,35 @@ def stage_folder(runs_root: str | Path, profile: str, language: str, stage: str)
 
 def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None = None,
            checkpoints_path: str | Path | None = None, tokenizer_name_or_path: str | None = None,
-           resume_checkpoint_path: str | Path | None = None) -> dict:
+           resume_checkpoint_path: str | Path | None = None, start_checkpoint_path: str | Path | None = None) -> dict:
     """The nanotron config (a plain mapping) of one run.
 
     Paths default to the run folder layout under ``runs_root`` (relative, as committed); pass
     ``run_dir`` (``runs/<profile>/<language>``) for the absolute paths of an actual run. The
     tokenizer is the spec's ``name_or_path`` for a pretrained tokenizer; for a locally trained
-    one (kind ``bpe``) it is the stage-02 tokenizer folder unless given.
+    one (kind ``bpe``) it is the stage-02 tokenizer folder unless given. The data stages and the
+    start checkpoint (``training.init_from``; ``start_checkpoint_path``: its nanotron folder, by
+    default where stage 03 converts a Hugging Face one) are :mod:`zagreus_utils.nanotron.continual`'s.
     """
     p, lang = spec.profile, spec.language
     base = Path(run_dir) if run_dir is not None else Path(runs_root) / p.name / lang.code
     # the folders the kit's own stages 02 and 03 write (whatever notebooks a runner was given)
     tokenization = base / folder_name("tokenization", KIT_NOTEBOOKS)
-    tokenized = tokenization / "tokenized"
     if tokenizer_name_or_path is None:
         tokenizer_name_or_path = (p.tokenizer.name_or_path if p.tokenizer.kind == "pretrained"
                                   else str(tokenization / "tokenizer"))
     m, t = p.model, p.training
+    pretraining = base / folder_name("pretraining", KIT_NOTEBOOKS)
     return {
         "checkpoints": {
             "checkpoint_interval": t.checkpoint_interval,
-            "checkpoints_path": str(checkpoints_path or base / folder_name("pretraining", KIT_NOTEBOOKS) / "checkpoints"),
+            "checkpoints_path": str(checkpoints_path or pretraining / "checkpoints"),
             "checkpoints_path_is_shared_file_system": CHECKPOINTS_PATH_IS_SHARED_FILE_SYSTEM,
-            "resume_checkpoint_path": str(resume_checkpoint_path) if resume_checkpoint_path else None,
+            **continual.checkpoint_keys(spec, pretraining, resume_checkpoint_path, start_checkpoint_path),
             "save_final_state": SAVE_FINAL_STATE,
             "save_initial_state": SAVE_INITIAL_STATE,
         },
-        "data_stages": [{
-            "data": {
-                "dataset": {"dataset_folder": [str(tokenized / s.id) for s in lang.mixture]},
-                "num_loading_workers": NUM_LOADING_WORKERS,
-                "seed": t.seed,
-            },
-            "name": DATA_STAGE_NAME,
-            "start_training_step": 1,
-        }],
+        "data_stages": continual.data_stages_section(spec, base, tokenization.name, t.seed, NUM_LOADING_WORKERS),
         "general": {
             "benchmark_csv_path": None,
             "consumed_train_samples": None,
@@ -121,19 +115,11 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
             "step": None,
         },
         "logging": dict(LOGGING),
-        "model": model_section(LlamaArch.from_spec(spec), m.dtype),
+        "model": model_section(LlamaArch.from_spec(spec), m.dtype, document_masking=t.document_masking),
         "optimizer": {
             "accumulate_grad_in_fp32": ACCUMULATE_GRAD_IN_FP32,
             "clip_grad": t.clip_grad,
-            "learning_rate_scheduler": {
-                "learning_rate": t.learning_rate,
-                "lr_decay_starting_step": t.lr_decay_starting_step,
-                "lr_decay_steps": t.lr_decay_steps,
-                "lr_decay_style": t.lr_decay_style,
-                "lr_warmup_steps": t.lr_warmup_steps,
-                "lr_warmup_style": t.lr_warmup_style,
-                "min_decay_lr": t.min_decay_lr,
-            },
+            "learning_rate_scheduler": scheduler_section(t),
             "optimizer_factory": {
                 "adam_beta1": t.adam_beta1,
                 "adam_beta2": t.adam_beta2,
@@ -142,6 +128,7 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
                 "torch_adam_is_fused": TORCH_ADAM_IS_FUSED,
             },
             "weight_decay": t.weight_decay,
+            **weight_decay_exclude(LlamaArch.from_spec(spec), t.weight_decay_exclude),
             "zero_stage": ZERO_STAGE,
         },
         "parallelism": {"dp": p.parallelism.dp, "pp": p.parallelism.pp, "tp": p.parallelism.tp,
@@ -161,15 +148,41 @@ def render(spec, *, runs_root: str | Path = "runs", run_dir: str | Path | None =
     }
 
 
-def model_section(arch: LlamaArch, dtype: str) -> dict:
-    """nanotron's ``model`` section of one architecture (its ``model_config`` from :meth:`LlamaArch.to_nanotron`)."""
+def model_section(arch: LlamaArch, dtype: str, document_masking: bool = False) -> dict:
+    """nanotron's ``model`` section of one architecture (its ``model_config`` from :meth:`LlamaArch.to_nanotron`).
+
+    NoPE (``no_rope_layer``) and document masking (``_use_doc_masking``) exist only on nanotron
+    main's Qwen2Config, so either switch renders that config (``is_qwen2_config``; same parameter
+    layout, dacite picks it by its fields); with both off it stays the report's LlamaConfig.
+    nanotron's Qwen2 attention always runs flash-attn's varlen kernel, the packed documents of a
+    sequence cut by ``cu_seqlens`` from the position ids, which its data collator restarts after
+    every EOS only when ``_use_doc_masking`` is true (the dataset's ``return_positions``, true by
+    default, supplies them).
+    """
+    mc = arch.to_nanotron(qwen2=arch.no_rope_layer is not None or document_masking)
+    if document_masking:
+        mc["_use_doc_masking"] = True
     return {
         "ddp_bucket_cap_mb": DDP_BUCKET_CAP_MB,
         "dtype": dtype,
         "init_method": {"std": arch.init_std},
         "make_vocab_size_divisible_by": MAKE_VOCAB_SIZE_DIVISIBLE_BY,
-        "model_config": arch.to_nanotron(),
+        "model_config": mc,
     }
+
+
+def weight_decay_exclude(arch: LlamaArch, patterns: list[str]) -> dict:
+    """``{"weight_decay_exclude_named_params": patterns}`` (nanotron's regexes, ``re.match``-ed on
+    its parameter names), nothing when there are none; a pattern that matches no parameter of this
+    model is refused (e.g. transformers' ``embed_tokens`` for nanotron's ``.*token_embedding.*``)."""
+    if not patterns:
+        return {}
+    from ..model.param_names import pattern_problems  # imports torch: only when the switch is on
+
+    problems = pattern_problems(arch, patterns)
+    if problems:
+        raise ZagreusError("training.weight_decay_exclude: " + "; ".join(problems))
+    return {"weight_decay_exclude_named_params": list(patterns)}
 
 
 def size_weights(folders: list[str | Path]) -> list[float] | None:
@@ -188,10 +201,13 @@ def size_weights(folders: list[str | Path]) -> list[float] | None:
 
 
 def weigh_by_size(config: dict) -> list[float] | None:
-    """Set ``dataset_weights`` of each data stage from its folders' sizes (:func:`size_weights`)."""
+    """Set ``dataset_weights`` of each data stage without weights from its folders' sizes
+    (:func:`size_weights`); returns the last set."""
     found = None
     for stage in config.get("data_stages") or []:
         ds = stage["data"]["dataset"]
+        if ds.get("dataset_weights"):
+            continue  # weights the spec named (a data stage's mixture): kept
         folders = ds["dataset_folder"]
         weights = size_weights([folders] if isinstance(folders, str) else folders)
         if weights is not None:

@@ -5,6 +5,10 @@ constant) up to ``lr_warmup_steps``, the peak until ``lr_decay_starting_step`` (
 warmup), a decay (linear, cosine or 1-sqrt) over ``lr_decay_steps`` (default: the steps left after
 warmup and the decay start) down to ``min_decay_lr`` (default: the peak), then ``min_decay_lr``.
 The config renderer's checks, the local trainer's scheduler and ``zagreus audit`` all ask this one.
+
+The profile's ``training.wsd_decay_fraction`` (warmup-stable-decay ending in a linear decay to
+zero over the last fraction of the steps) becomes nanotron's own keys in one place,
+:func:`scheduler_section`: every reader of the rendered config then sees the same schedule.
 """
 
 from __future__ import annotations
@@ -52,6 +56,31 @@ class NanotronSchedule:
     @classmethod
     def from_config(cls, config: dict) -> "NanotronSchedule":
         return cls.from_section(config["optimizer"]["learning_rate_scheduler"], config["tokens"]["train_steps"])
+
+
+def wsd_decay(train_steps: int, fraction: float) -> tuple[int, int]:
+    """``(lr_decay_starting_step, lr_decay_steps)`` of a decay over the last ``fraction`` of the
+    steps that ends exactly at ``train_steps``: ``lr_at(train_steps) == min_decay_lr``."""
+    start = round(train_steps * (1 - fraction))
+    return start, train_steps - start
+
+
+def scheduler_section(t) -> dict:
+    """nanotron's ``optimizer.learning_rate_scheduler`` of the profile's ``training`` settings.
+
+    With ``wsd_decay_fraction`` set it replaces the ``lr_decay_*`` keys and ``min_decay_lr``:
+    a linear decay from ``train_steps x (1 - fraction)`` (rounded) to 0 at the last step."""
+    section = {"learning_rate": t.learning_rate, "lr_decay_starting_step": t.lr_decay_starting_step,
+               "lr_decay_steps": t.lr_decay_steps, "lr_decay_style": t.lr_decay_style,
+               "lr_warmup_steps": t.warmup_steps,  # init_rewarmup_steps for a run from init_from
+               "lr_warmup_style": t.lr_warmup_style,
+               "min_decay_lr": t.min_decay_lr}
+    fraction = t.wsd_decay_fraction
+    if fraction is not None:
+        start, steps = wsd_decay(t.train_steps, fraction)
+        section.update(lr_decay_starting_step=start, lr_decay_steps=steps, lr_decay_style="linear",
+                       min_decay_lr=0.0)
+    return section
 
 
 def lr_at(step: int, schedule: NanotronSchedule) -> float:

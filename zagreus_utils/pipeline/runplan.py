@@ -3,7 +3,8 @@
 :func:`plan` validates the names (profile and languages are ``[a-z][a-z0-9_]*`` and their run
 folders lie inside the runs root), the configs with the ``--set`` overrides applied, whether each
 language can run on the profile (the sample corpus generates only some languages), the training
-settings that stage 03 would refuse later (world size, schedule, sequence length), the stages and
+settings that stage 03 would refuse later (world size, schedule, sequence length, a start model
+``training.init_from`` that does not fit the spec), the data stages, the stages and
 ``--report-source``. It writes nothing; every problem is listed in one :class:`ZagreusError`, each
 naming where the bad value came from (``--set ...`` or ``file:line``), so that a typo costs seconds
 and is reported once.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..model import preflight
+from ..model import preflight, start_checks
 from ..nanotron import config as ncfg
 from . import manifest, paths, spec as specs, stages as stage_mod
 from .errors import ZagreusError
@@ -111,6 +112,13 @@ def training_problems(spec: specs.Spec, overrides: dict | None) -> list[str]:
     return problems
 
 
+def start_problems(spec: specs.Spec, overrides: dict | None) -> list[str]:
+    """``training.init_from`` against the spec (shape, sequence length, resets, the profile's
+    pretrained tokenizer): what stage 03 would refuse, before stage 01 runs."""
+    return [f"{c.name}: {c.detail}. Fix: {c.fix}" for c in start_checks.check_start(spec, None, overrides=overrides)
+            if c.ok is False]
+
+
 def report_source_problem(source: Path | None) -> str | None:
     if source is None:
         return None
@@ -163,7 +171,12 @@ def plan(profile: str, languages: list[str], stage_keys: list[str] | None = None
             continue
         if profile_spec is None:
             continue
-        run_specs[lang] = specs.Spec(language=language_spec, profile=profile_spec)
+        try:
+            spec = specs.Spec(language=language_spec, profile=profile_spec)
+            specs.data_stages(spec, overrides=overrides)
+            run_specs[lang] = spec  # the settings checks below render it: its data stages must resolve
+        except ZagreusError as exc:
+            problems.append(str(exc))
         problem = language_problem(lang, profile_spec, overrides)
         if problem:
             problems.append(problem)
@@ -174,6 +187,9 @@ def plan(profile: str, languages: list[str], stage_keys: list[str] | None = None
         all_stages = stage_mod.discover(notebooks)
     except ZagreusError as exc:
         problems.append(str(exc))
+    else:
+        if run_specs and any(s.key == "pretraining" for s in selected):  # the start model, before any stage
+            problems += start_problems(next(iter(run_specs.values())), overrides)
     problem = report_source_problem(report_source)
     if problem:
         problems.append(problem)

@@ -11,15 +11,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from . import paths
+from .data_stages import (DEFAULT_STAGE_NAME, RESETS, DataStage, InitReset, ResolvedStage, init_problems,
+                          late_stage_problems, resolve, stage_problems)
 from .errors import ZagreusError
 from ..model.arch import head_problems
+from ..nanotron.schedule import wsd_decay
 
 
 class _Strict(BaseModel):
@@ -116,10 +120,17 @@ class ModelSettings(_Strict):
     bos_token_id: int
     eos_token_id: int
     dtype: Literal["float32", "bfloat16", "float16"]
+    # SmolLM3 recipe: no rotary embedding in every Nth layer (NoPE); None keeps RoPE everywhere
+    no_rope_layer: int | None = None
 
     @model_validator(mode="after")
     def _heads(self):
         problems = head_problems(self.hidden_size, self.num_attention_heads, self.num_key_value_heads)
+        if self.no_rope_layer is not None and (self.no_rope_layer < 1
+                                               or self.num_hidden_layers % self.no_rope_layer):
+            problems.append(f"no_rope_layer ({self.no_rope_layer}) must be a positive divisor of "
+                            f"num_hidden_layers ({self.num_hidden_layers}): e.g. 4 drops RoPE in every 4th "
+                            f"layer, null keeps it everywhere")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -144,6 +155,46 @@ class TrainingSettings(_Strict):
     adam_eps: float
     weight_decay: float
     clip_grad: float
+    # SmolLM3 recipe switches (all off by default)
+    document_masking: bool = False  # tokens attend only within their own document (EOS-delimited)
+    weight_decay_exclude: list[str] = []  # parameter-name patterns (regex) trained without weight decay
+    # WSD ending in a linear decay to zero over this final fraction of the steps; it then replaces
+    # lr_decay_starting_step, lr_decay_steps, lr_decay_style and min_decay_lr
+    wsd_decay_fraction: float | None = None
+    # continual pretraining (zagreus_utils.pipeline.data_stages): start from a model or checkpoint
+    init_from: str | None = None  # HF folder or Hub id, or nanotron checkpoint folder; None: from scratch
+    init_reset: list[InitReset] = list(RESETS)  # what is not taken over from init_from
+    init_rewarmup_steps: int | None = None  # warmup of a run from init_from (None: lr_warmup_steps)
+
+    @property
+    def warmup_steps(self) -> int:
+        """The warmup this run uses: ``init_rewarmup_steps`` when it starts from ``init_from``
+        with a reset schedule and sets one, else ``lr_warmup_steps``."""
+        if self.init_from is not None and self.init_rewarmup_steps is not None:
+            return self.init_rewarmup_steps
+        return self.lr_warmup_steps
+
+    @model_validator(mode="after")
+    def _recipe(self):
+        problems = init_problems(self.init_from, self.init_reset, self.init_rewarmup_steps, self.train_steps)
+        if problems:
+            raise ValueError("; ".join(problems))
+        f = self.wsd_decay_fraction
+        if f is not None:
+            if not 0 < f < 1:
+                raise ValueError(f"wsd_decay_fraction ({f}) must lie between 0 and 1, e.g. 0.1 for the last 10 % "
+                                 f"of the steps; null keeps the lr_decay_* keys")
+            start, _ = wsd_decay(self.train_steps, f)
+            if start < self.warmup_steps:
+                raise ValueError(f"wsd_decay_fraction ({f}) starts the decay at step "
+                                 f"{start}, before the end of warmup "
+                                 f"(step {self.warmup_steps}): use a smaller fraction")
+        for pattern in self.weight_decay_exclude:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"weight_decay_exclude pattern {pattern!r} is not a regular expression ({exc})")
+        return self
 
 
 class Parallelism(_Strict):
@@ -222,6 +273,16 @@ class ProfileSpec(_Strict):
     slurm: SlurmSettings
     sft: SftSettings
     eval: EvalSettings
+    # the mixture from each step on (zagreus_utils.pipeline.data_stages); default: one stage, the language's
+    data_stages: list[DataStage] = [DataStage(name=DEFAULT_STAGE_NAME, start_step=0)]
+
+    @field_validator("data_stages")
+    @classmethod
+    def _stage_order(cls, stages):
+        problems = stage_problems(stages)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return stages
 
 
 class Spec(_Strict):
@@ -342,7 +403,9 @@ def _validate(model: type[BaseModel], data: Any, path: Path, sources: dict[str, 
             elif err["type"] == "missing":
                 lines.append(f"{where}: missing key {dotted!r}; add it")
             else:
-                lines.append(f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})")
+                got = err.get("input")  # a whole section (a validator across keys) is not repeated back
+                shown = "" if isinstance(got, (dict, list)) and err["type"] == "value_error" else f" (got {got!r})"
+                lines.append(f"{where}: {dotted}: {err['msg'].removeprefix('Value error, ')}{shown}")
         raise ZagreusError("; ".join(lines)) from None
 
 
@@ -434,4 +497,20 @@ def load_profile(name: str, overrides: dict[str, Any] | None = None, root: Path 
 def load_spec(language: str, profile: str, overrides: dict[str, Any] | None = None,
               root: Path | None = None) -> Spec:
     """Build and validate the spec of one run (language x profile + overrides)."""
-    return Spec(language=load_language(language, root), profile=load_profile(profile, overrides, root))
+    spec = Spec(language=load_language(language, root), profile=load_profile(profile, overrides, root))
+    data_stages(spec, root, overrides)  # every source a stage names exists
+    return spec
+
+
+def data_stages(spec: Spec, root: Path | None = None, overrides: dict[str, Any] | None = None) -> list[ResolvedStage]:
+    """The run's data stages with their sources (:func:`zagreus_utils.pipeline.data_stages.resolve`);
+    a stage starting at or after the last step, an unknown language or source is refused naming
+    where the stages were written."""
+    where = value_source(spec.profile.name, "data_stages", overrides, root)
+    late = late_stage_problems(list(spec.profile.data_stages), spec.profile.training.train_steps)
+    if late:
+        raise ZagreusError(f"{where}: " + "; ".join(late))
+    try:
+        return resolve(list(spec.profile.data_stages), spec.language, lambda code: load_language(code, root))
+    except (ValueError, ZagreusError) as exc:
+        raise ZagreusError(f"{where}: {exc}") from None

@@ -35,6 +35,7 @@ from ..pipeline.context import StageContext, StageResult
 from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
 from ..pipeline.spec import load_spec
+from . import continual_start
 
 CONFIG_FILE = "nanotron_config.yaml"
 SBATCH_FILE = "pretraining.sbatch"
@@ -99,8 +100,12 @@ def prepare(ctx: StageContext, *, require_upstream: bool = True, raise_on_failur
     tokenization_dir = ctx.upstream("tokenization", check=require_upstream)
     od.mkdir(parents=True, exist_ok=True)
 
+    # training.init_from: nanotron loads the start checkpoint, or its own after a stop (continual_start)
+    resume = continual_start.own_checkpoints(od / "checkpoints") if spec.profile.training.init_from \
+        and entry == "nanotron" else None
     config = ncfg.render(spec, run_dir=rd, checkpoints_path=od / "checkpoints",
-                         tokenizer_name_or_path=_tokenizer_string(spec, tokenization_dir))
+                         tokenizer_name_or_path=_tokenizer_string(spec, tokenization_dir), resume_checkpoint_path=resume,
+                         start_checkpoint_path=continual_start.start_folder(spec, paths.REPO_ROOT, od))
     if ncfg.weigh_by_size(config) is None:
         notes.append("dataset_weights: none yet (stage 02's token folders are not all there); nanotron main "
                      "would blend the folders equally, not by size")
@@ -126,7 +131,8 @@ def prepare(ctx: StageContext, *, require_upstream: bool = True, raise_on_failur
     rendered = sbatch.render(spec, config_path, entry=entry, output=str(od / "slurm-%j.out"), **site)
     sbatch_path = sbatch.write(rendered, od / SBATCH_FILE)
 
-    checks = preflight.check_all(spec, config, base=paths.REPO_ROOT, raise_on_failure=False, launcher=launcher)
+    checks = preflight.check_all(spec, config, base=paths.REPO_ROOT, raise_on_failure=False, launcher=launcher,
+                                 overrides=overrides)
     if entry == "nanotron":
         notes.append("The script activates the training env (slurm.train_env or $ZAGREUS_TRAIN_ENV; build it with "
                      "`make train-env TRAIN_ENV=<dir>`): nanotron main 2411b022, whose NanosetDatasetsArgs counts "
@@ -168,6 +174,10 @@ def execute(prep: Prepared, *, progress: bool = True, log_samples: bool = False,
             raise ZagreusError(f"sbatch --test-only refused {prep.sbatch_path}: {dr.test_only_output}")
         if dry_run:
             return dr
+        if prep.entry == "nanotron":  # a Hugging Face start model, converted to nanotron's layout
+            note = continual_start.convert_start(prep.spec, prep.config, paths.REPO_ROOT)
+            if note:
+                prep.notes.append(note)
         return run_slurm(prep, launch, progress=progress, pending_timeout=pending_timeout, force=force)
     from ..model import trainer  # imports torch
 
