@@ -13,6 +13,13 @@
     .venv/bin/python benchmarks/bench_trainer.py [--repeat 3] [--steps 30] [--run-dir runs/smoke/ita]
         [--skip-throughput] [--skip-smoke] [--set training.micro_batch_size=4 ...]
     .venv/bin/python benchmarks/bench_trainer.py --gpu-full 30   # where a GPU is lent: tokens/s and MFU
+    .venv/bin/python benchmarks/bench_trainer.py --switches [--repeat 3] [--steps 30]
+
+``--switches``: the local trainer's tokens/s on the smoke profile, the baseline and each SmolLM3
+recipe switch alone (``zagreus_utils.model.recipe.SWITCHES``), runs interleaved, medians of
+``--repeat``; target: each within 10 % of the baseline (document masking and NoPE must keep the
+fast attention path). It also times one forward+backward per variant on one thread and names
+the attention kernels PyTorch ran (``step_costs``).
 """
 
 from __future__ import annotations
@@ -132,8 +139,11 @@ def run_torch_loop(run_dir: Path, overrides: dict, steps: int) -> tuple[float, f
 
 # --- 3. (a lent GPU only) the full config through the local path -----------------------------
 
-def synthetic_token_folders(root: Path, folders: list[str], tokenizer: str, vocab: int, tokens_each: int) -> None:
-    """datatrove-format token files of random ids (throughput only; the report's tokenizer is not needed)."""
+def synthetic_token_folders(root: Path, folders: list[str], tokenizer: str, vocab: int, tokens_each: int,
+                            eos_token_id: int | None = None, doc_tokens: int = 2048) -> None:
+    """datatrove-format token files of random ids in ``doc_tokens``-token documents, each ended by
+    ``eos_token_id`` when given (so document masking has documents to mask); throughput only, the
+    report's tokenizer is not needed."""
     import numpy as np
 
     size = 4 if vocab > 65536 else 2
@@ -142,8 +152,11 @@ def synthetic_token_folders(root: Path, folders: list[str], tokenizer: str, voca
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         ids = rng.integers(0, vocab, tokens_each, dtype=np.uint32 if size == 4 else np.uint16)
+        # a document ends every doc_tokens tokens, the last one at the file's end (the trainer's checks)
+        ends = np.append(np.arange(doc_tokens, tokens_each, doc_tokens), tokens_each).astype(np.uint64)
+        if eos_token_id is not None:
+            ids[ends.astype(np.int64) - 1] = eos_token_id
         (folder / f"000_{name}.ds").write_bytes(ids.tobytes())
-        ends = np.arange(2048, tokens_each + 1, 2048, dtype=np.uint64)
         (folder / f"000_{name}.ds.index").write_bytes(ends.tobytes())
         (folder / f"000_{name}.ds.metadata").write_text(f"{tokenizer}|{size}\n{tokens_each}\n")
 
@@ -170,7 +183,7 @@ def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
         seq, mbs = spec.profile.training.sequence_length, spec.profile.training.micro_batch_size
         synthetic_token_folders(run_dir / "02_tokenization" / "tokenized", [s.id for s in spec.language.mixture],
                                 spec.profile.tokenizer.name_or_path, spec.profile.tokenizer.vocab_size,
-                                (steps * mbs + 8) * (seq + 1))
+                                (steps * mbs + 8) * (seq + 1), spec.profile.model.eos_token_id, doc_tokens=1024)
         config = nanotron_config.render(spec, run_dir=run_dir, checkpoints_path=Path(tmp) / "ckpt")
         res = trainer.train(config, progress=False, resume=False)
         rows = [json.loads(x) for x in Path(res.metrics_path).read_text().splitlines()]
@@ -179,6 +192,71 @@ def run_gpu_full(steps: int, overrides: dict | None = None) -> dict:
     return {"gpu": name, "tokens_per_sec": tps, "micro_batch_size": mbs, "sequence_length": seq, "tflops": tps * fpt / 1e12,
             "mfu": planning.mfu(tps, fpt, peak) if peak else None, "precision": res.precision,
             "memory_gib": torch.cuda.max_memory_allocated() / 2**30}
+
+
+# --- 4. the recipe switches ----------------------------------------------------------------------
+
+def step_costs(run_dir: Path, overrides: dict, repeat: int = 30) -> dict[str, tuple[float, list[str]]]:
+    """Per variant: the median CPU time of one forward+backward on the same smoke batch (one torch
+    thread, variants interleaved: on a shared machine CPU time of several threads counts their spin
+    waits too) and the attention kernels PyTorch ran (``torch.profiler``): the fast path is
+    ``_scaled_dot_product_flash_attention_for_cpu`` (CUDA: ``_flash_attention``/``_efficient_attention``)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from zagreus_utils.model import recipe, token_data, trainer
+    from zagreus_utils.model.recipe import SWITCHES
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    built = {}
+    for name, switch in {"baseline": {}, "nope": SWITCHES["nope"], "doc_masking": SWITCHES["doc_masking"]}.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            _, s = _settings(run_dir, {**overrides, **switch}, 4, Path(tmp))
+        data = token_data.TokenDataset(list(s.dataset_folders), s.sequence_length, s.micro_batch_size,
+                                       seed=s.data_seed, vocab_size=s.arch.vocab_size)
+        batch = recipe.collate_for(s.arch, s.document_masking)([data[i] for i in range(s.micro_batch_size)])
+        batch.pop("sample_index")
+        built[name] = (trainer.build_model(s), batch)
+    times: dict[str, list[float]] = {name: [] for name in built}
+    for _ in range(repeat):
+        for name, (model, batch) in built.items():
+            t = time.process_time()
+            model(**batch).loss.backward()
+            model.zero_grad(set_to_none=True)
+            times[name].append(time.process_time() - t)
+    out = {}
+    for name, (model, batch) in built.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad():
+            model(**batch)
+        kernels = sorted({e.key for e in prof.key_averages() if e.key.startswith("aten::_scaled_dot_product")
+                          or e.key.startswith("aten::_flash") or e.key.startswith("aten::_efficient")})
+        out[name] = (statistics.median(times[name][2:]), kernels)
+    torch.set_num_threads(threads)
+    return out
+
+
+def run_switches(run_dir: Path, overrides: dict, steps: int, repeat: int) -> None:
+    from zagreus_utils.model.recipe import SWITCHES
+
+    variants = {"baseline": {}, **SWITCHES}
+    got: dict[str, list] = {name: [] for name in variants}
+    for r in range(repeat):
+        for name, switch in variants.items():
+            got[name].append(run_trainer(run_dir, {**overrides, **switch}, steps))
+        print(f"  round {r + 1}: " + ", ".join(f"{n} {v[-1][0]:,.0f}" for n, v in got.items())
+              + f" tok/s, load {os.getloadavg()[0]:.2f}", flush=True)
+    med = {n: [statistics.median(x[k] for x in v) for k in range(3)] for n, v in got.items()}
+    base = med["baseline"]
+    print(f"\n{'median of ' + str(repeat) + ' runs':22} {'tokens/s':>10} {'tokens/CPU-s':>13} {'p90 tokens/s':>13}"
+          f" {'ratio':>7} {'ratio/CPU-s':>12}")
+    for name, c in med.items():
+        print(f"{name:22} {c[0]:10,.0f} {c[1]:13,.0f} {c[2]:13,.0f} {c[0] / base[0]:7.3f} {c[1] / base[1]:12.3f}"
+              + ("" if name == "baseline" else f"  within 10 %: {'yes' if c[1] / base[1] >= 0.9 else 'NO'}"))
+    costs = step_costs(run_dir, overrides)
+    print("\none forward+backward on the same batch (CPU time, 1 thread, median of 28) and its attention kernels:")
+    for name, (cpu, kernels) in costs.items():
+        print(f"{name:22} {cpu * 1000:8.1f} ms  ratio {costs['baseline'][0] / cpu:.3f}  {', '.join(kernels)}")
 
 
 # --- 2. smoke wall time ---------------------------------------------------------------------
@@ -224,6 +302,8 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], help="profile override, e.g. training.micro_batch_size=4")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-smoke", action="store_true")
+    ap.add_argument("--switches", action="store_true",
+                    help="tokens/s of the baseline and of each SmolLM3 recipe switch alone (smoke profile)")
     ap.add_argument("--gpu-full", type=int, default=0, metavar="STEPS",
                     help="only on a GPU: the full 0.44B config at sequence 4096, bf16, through the local path")
     args = ap.parse_args()
@@ -232,7 +312,8 @@ def main() -> int:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (unknown peak)"
         print(f"full config on {r['gpu']} ({r['precision']}, micro-batch {r['micro_batch_size']} x seq "
               f"{r['sequence_length']}): {r['tokens_per_sec']:,.0f} tokens/s, "
-              f"{r['tflops']:.1f} model TFLOP/s, MFU {mfu} (aim >= 35 %), peak memory {r['memory_gib']:.1f} GiB")
+              f"{r['tflops']:.1f} model TFLOP/s, MFU {mfu} (aim >= 35 %), peak memory {r['memory_gib']:.1f} GiB"
+              f"; overrides: {' '.join(args.set) or 'none'}")
         return 0
     overrides = dict(parse_override(x) for x in args.set)
     tmp = None
@@ -248,6 +329,11 @@ def main() -> int:
     print(f"torch threads: {torch.get_num_threads()}, overrides: {overrides or 'none'}", flush=True)
     print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores: above ~2, other processes share the CPU "
           "and wall-clock numbers drop; tokens per CPU-second is the steadier measure)", flush=True)
+    if args.switches:
+        run_switches(run_dir, overrides, args.steps, args.repeat)
+        if tmp:
+            tmp.cleanup()
+        return 0
     if not args.skip_throughput:
         a, b = [], []
         for r in range(args.repeat):

@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import jinja2
+
+from ..pipeline import progress as progress_line
 from ..pipeline.errors import ZagreusError
 from .slurm_parse import (  # noqa: F401 - the parse vocabulary, re-exported: slurm.JobState, slurm.parse_squeue, ...
     ACTIVE_STATES, FAILURE_ORDER, NEVER_START_REASONS, PENDING_STATES, SACCT_FIELDS, SINFO_FORMAT, SQUEUE_FORMAT,
@@ -203,8 +206,6 @@ def env_pairs(variables) -> list[tuple[str, str]]:
 def render_body(template: Path, **context) -> str:
     """A script body from a Jinja template under ``slurm/``: strict (an unknown name is an error),
     no autoescaping, and a ``q`` filter that shell-quotes a value (``{{ value | q }}``)."""
-    import jinja2
-
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template.parent)), autoescape=False,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["q"] = lambda v: shlex.quote(str(v))
@@ -524,6 +525,7 @@ def follow(job_id: str, *, poll: float = 2.0, pending_timeout: float | None = 12
                     text += f" | {extra}" if extra else ""
                 if text != last or now - last_refresh >= PROGRESS_REFRESH:
                     bar.set_description_str(text, refresh=True)
+                    progress_line.report("slurm", text)  # zagreus run's progress line
                     last, last_refresh = text, now
             if job.terminal:
                 if job.ok:

@@ -8,7 +8,9 @@ import json
 import time
 from pathlib import Path
 
-from .checkpoints import CHECKPOINT_PREFIX, record_complete
+from ..pipeline import progress
+from ..results import formatting
+from .checkpoints import CHECKPOINT_PREFIX, record_complete, truncate_jsonl
 
 
 def metrics_callback_class():
@@ -29,6 +31,7 @@ def metrics_callback_class():
 
         def on_train_begin(self, args, state, control, **kwargs):
             self._t = self.t_start = time.perf_counter()
+            self.progress = progress.Steps("train", "pretraining", state.max_steps, start=state.global_step)
             self._cpu = time.process_time()
             self._step_cpu = None
 
@@ -60,6 +63,9 @@ def metrics_callback_class():
                    "step_time_s": dt, "step_cpu_s": self._step_cpu, "elapsed_s": time.perf_counter() - self.t_start}
             with open(self.metrics_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
+            tps = row["tokens_per_sec"]
+            self.progress.update(state.global_step, f"loss {row['loss']:.3f}",
+                                 f"{formatting.human(tps)} tok/s" if tps else "")
 
     return MetricsCallback
 
@@ -105,3 +111,46 @@ def trainer_class():
                                         num_items_in_batch=num_items_in_batch)
 
     return ZagreusTrainer
+
+
+def embedding_norm_callback_class():
+    from transformers import TrainerCallback
+
+    class EmbeddingNormCallback(TrainerCallback):
+        """The mean L2 norm of the input embedding's rows (tied: the LM head's too), one JSON line
+        ``{"step", "embed_norm"}`` at step 0 and every ``every`` steps after (and at the last step)."""
+
+        def __init__(self, path: Path, every: int = 1):
+            self.path, self.every = Path(path), max(1, int(every))
+
+        def _log(self, step: int, model) -> None:
+            import torch
+
+            with torch.no_grad():
+                norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=1).mean())
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": step, "embed_norm": norm}) + "\n")
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            if state.global_step == 0:  # from scratch: a curve of this run only
+                self.path.write_text("", encoding="utf-8")
+                self._log(0, model)
+            else:  # resumed: drop what was logged after the checkpoint
+                truncate_jsonl(self.path, state.global_step)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step = state.global_step
+            if state.is_world_process_zero and (step % self.every == 0 or step == state.max_steps):
+                self._log(step, model)
+
+    return EmbeddingNormCallback
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines log (none when the file is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -9,6 +9,7 @@ for and those that have run. :func:`run` first checks everything checkable
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import lock, manifest, paths, runplan, stages as stage_mod
+from . import continual_inputs, lock, manifest, paths, progress as progress_mod, runplan, stages as stage_mod
+from .kernel import StageKernelManager
 from .errors import ZagreusError
-from .spec import OFFLINE_VARIABLES
+from .spec import ENGLISH, OFFLINE_VARIABLES
 
 
 
@@ -43,15 +45,23 @@ class RunSummary:
     def failed(self) -> list[StageRun]:
         return [r for r in self.results if r.status in ("failed", "blocked")]
 
-    def table(self) -> str:
-        rows = [("language", "stage", "status", "seconds", "detail")]
+    def table(self, report: Path | None = None) -> str:
+        """The run's summary for the terminal: one row per stage (its folder; a failure's message is
+        printed once, after the table, by the cli), a total, and where the report is."""
+        rows = [("language", "stage", "status", "seconds", "folder")]
         for r in self.results:
-            # the folder only: a failure's message is printed once, after the table (cli)
             detail = manifest.relative_to_repo(r.folder) if r.folder else ""
             rows.append((r.language or "(all)", r.stage, r.status, f"{r.seconds:.1f}", detail))
         widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
-        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4]
-                         for row in rows)
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+        counts = {}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        lines.append(f"total: {len(self.results)} stage runs in {sum(r.seconds for r in self.results):.1f} s ("
+                     + ", ".join(f"{n} {status}" for status, n in counts.items()) + ")")
+        if report is not None:
+            lines.append(f"report: {manifest.relative_to_repo(report)}  ({Path(report).resolve().as_uri()})")
+        return "\n".join(lines)
 
 
 def prepare_environment(profile: str, offline: bool, root: Path | None = None) -> dict[str, str]:
@@ -89,26 +99,29 @@ def prepare_environment(profile: str, offline: bool, root: Path | None = None) -
 
 def _upstream(stage: stage_mod.Stage, all_stages: list[stage_mod.Stage], profile: str,
               language: str | None, languages: list[str], root: Path | None) -> dict[str, Path]:
-    """Stage folders whose outputs this stage reads."""
+    """Stage folders whose outputs this stage reads: every earlier per-language stage, or those its
+    notebook names (``reads``)."""
+    earlier = [s for s in all_stages if s.scope == "language" and s.number < stage.number
+               and (stage.reads is None or s.key in stage.reads)]
     if stage.scope == "language":
-        return {s.name: s.folder(profile, language, root)
-                for s in all_stages if s.scope == "language" and s.number < stage.number}
+        return {s.name: s.folder(profile, language, root) for s in earlier}
     found = {}
     for lang in languages:
-        for s in all_stages:
-            if s.scope == "language" and s.number < stage.number:
-                folder = s.folder(profile, lang, root)
-                if (folder / manifest.MANIFEST).is_file():
-                    found[f"{lang}/{s.name}"] = folder
+        for s in earlier:
+            folder = s.folder(profile, lang, root)
+            if (folder / manifest.MANIFEST).is_file():
+                found[f"{lang}/{s.name}"] = folder
     return found
 
 
 # Config files a stage reads besides its language's and its profile's (relative to configs/, by
 # stage key; ``{language}`` stands for each run language): the sample corpus' facts
-# (zagreus_utils.sample_corpus.knowledge.DATA) and the smoke evaluation's task YAMLs
-# (zagreus_utils.stages.evaluation.TASK_CONFIGS).
-STAGE_CONFIGS = {"data": ("sample_corpus/facts.yaml", "sample_corpus/eng.yaml", "sample_corpus/{language}.yaml"),
-                 "eval": ("lm_eval/*.yaml",)}
+# (zagreus_utils.sample_corpus.knowledge.DATA), the smoke evaluation's task YAMLs
+# (zagreus_utils.stages.evaluation.TASK_CONFIGS) and the ablation plan (zagreus_utils.stages.ablations.plan).
+STAGE_CONFIGS = {"data": ("sample_corpus/facts.yaml", "sample_corpus/{language}.yaml"),
+                 "eval": ("lm_eval/*.yaml",), "ablations": ("ablations/*.yaml",),
+                 # the continual demonstration generates a second language's corpus and mixture
+                 "continual": ("languages/*.yaml", "sample_corpus/*.yaml")}
 
 
 def _config_files(stage: stage_mod.Stage, profile: str, languages: list[str]) -> dict[str, str]:
@@ -120,13 +133,14 @@ def _config_files(stage: stage_mod.Stage, profile: str, languages: list[str]) ->
         if "{language}" not in pattern:
             wanted += sorted(paths.CONFIGS.glob(pattern))
             continue
-        wanted += [paths.CONFIGS / pattern.format(language=lang) for lang in languages]
+        # English is the second language of every run: its words are read with each language's
+        wanted += [paths.CONFIGS / pattern.format(language=lang) for lang in dict.fromkeys([ENGLISH[0], *languages])]
     return {str(p.relative_to(paths.CONFIGS)): manifest.sha256_file(p) if p.is_file() else "missing"
             for p in wanted}
 
 
 def _fingerprint(stage: stage_mod.Stage, parameters: dict, spec_digest: str, upstream: dict[str, Path],
-                 profile: str, languages: list[str]) -> tuple[str, dict]:
+                 profile: str, languages: list[str], extra: dict | None = None) -> tuple[str, dict]:
     inputs = {
         "notebook": manifest.sha256_file(stage.notebook),
         "zagreus_utils": manifest.tree_digest(paths.REPO_ROOT / "zagreus_utils"),
@@ -142,6 +156,7 @@ def _fingerprint(stage: stage_mod.Stage, parameters: dict, spec_digest: str, ups
     inputs["upstream"] = up
     stable_params = {k: v for k, v in parameters.items() if k not in ("run_dir", "out_dir")}
     inputs["parameters"] = manifest.sha256_json(stable_params)
+    inputs.update(extra or {})  # what a continual run reads besides (continual_inputs)
     return manifest.sha256_json(inputs), inputs
 
 
@@ -192,8 +207,9 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
     parameters = {k: v for k, v in offered.items() if k in stage.parameters}
     # ``force`` reruns this stage once; it is not part of what the stage's outputs depend on
     stable = {k: v for k, v in parameters.items() if k != "force"}
+    extra = continual_inputs.stage_inputs(stage, profile, language, overrides, all_stages, root)
     fingerprint, inputs = _fingerprint(stage, stable, spec_digest, upstream, profile,
-                                       [language] if stage.scope == "language" else languages)
+                                       [language] if stage.scope == "language" else languages, extra)
     why = "--force" if force else manifest.stale_reason(folder, fingerprint, inputs)
     if not why:
         return StageRun(language, stage.name, "skipped", 0.0, "", folder)
@@ -213,9 +229,11 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
         error = manifest.write_error(exc, folder) if isinstance(exc, OSError) else str(exc)
         return _finish(stage, folder, record, language, launcher, t0, "failed", error)
     try:
-        pm.execute_notebook(str(stage.notebook), str(output_nb), parameters=parameters,
-                            kernel_name="python3", progress_bar=progress, cwd=str(folder),
-                            log_output=False)
+        with _watch(stage, profile, language, root, progress) as watcher:
+            pm.execute_notebook(str(stage.notebook), str(output_nb), parameters=parameters,
+                                kernel_name="python3", cwd=str(folder), log_output=False,
+                                progress_bar=watcher.progress_bar if watcher else False,
+                                kernel_manager_class=StageKernelManager)
         status, error = "ok", ""
     except OSError as exc:  # the executed notebook could not be written (disk full, read-only)
         status, error = "failed", manifest.write_error(exc, output_nb)
@@ -224,6 +242,15 @@ def execute_stage(stage: stage_mod.Stage, profile: str, language: str | None, la
         if not getattr(exc, "ename", None):
             record["traceback"] = traceback.format_exc()
     return _finish(stage, folder, record, language, launcher, t0, status, error)
+
+
+def _watch(stage: stage_mod.Stage, profile: str, language: str | None, root: Path | None, show: bool):
+    """The stage's progress line on stderr while its notebook runs (nothing with ``show`` off)."""
+    if not show:
+        return contextlib.nullcontext()
+    label = f"[{profile}/{language}] {stage.name}" if language else f"[{profile}] {stage.name}"
+    folder = paths.run_dir(profile, root=root) / ".cache" / "progress" / (language or "all") / stage.name
+    return progress_mod.Watcher(label, folder, sys.stderr)
 
 
 def _finish(stage: stage_mod.Stage, folder: Path, record: dict, language: str | None, launcher: str,

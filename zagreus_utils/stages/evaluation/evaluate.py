@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ...pipeline import stages
+from ...pipeline import progress, stages
 from ...pipeline.errors import ZagreusError
 from .models import ModelEntry, check_model, discover_models, model_fingerprint
 from .tasks import SuiteTask, calls, find_heldout, go_offline, render_tasks, resolve, suite, suite_source, \
@@ -208,7 +208,9 @@ def _evaluate_call(plan: EvalPlan, model: ModelEntry, tm, fingerprint: str, call
 def evaluate_all(plan: EvalPlan, tm, *, log: Callable[[str], None] = print, force: bool = False) -> dict:
     """Evaluate every model of the plan; one model failing does not stop the others."""
     finished, failed = [], {}
-    for model in plan.models:
+    for i, model in enumerate(plan.models, 1):
+        progress.report("eval", f"eval model {i}/{len(plan.models)}: {model.name}"
+                                + (f" · {len(failed)} failed" if failed else ""))
         try:
             evaluate_model(plan, model, tm, log=log, force=force)
             finished.append(model.name)

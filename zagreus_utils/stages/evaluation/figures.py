@@ -77,11 +77,12 @@ def build_outputs(out_dir, spec, results: pd.DataFrame, metrics: pd.DataFrame, c
         integers = tables.style_options(df, table_id)["integer_columns"]
         out.table(table_id, wide, f"{tables.provenance(df, table_id)['title']}: published and this run",
                   tables.styled_table(df, table_id, results),
-                  csv=lambda path, wide=wide, integers=integers: tables.to_csv(wide, path, integer_columns=integers))
+                  csv=lambda path, wide=wide, integers=integers: tables.to_csv(wide, path, integer_columns=integers),
+                  figure=f"progression-{lang}" if table_id == f"{lang}_progression" else None)  # folded under it
     full = metrics_table(metrics)
     out.table("eval-metrics", full, "Every number of this run, with its provenance",
               full.style.hide(axis="index").format(precision=4, na_rep="—"),
-              csv=lambda path: full.to_csv(path, index=False, float_format="%.6g"))
+              csv=lambda path: full.to_csv(path, index=False, float_format="%.6g"), figure=f"checkpoints-{lang}")
     add = out.figure
 
     progression = results[(results["table_id"] == f"{lang}_progression") & results["checkpoint_step"].notna()]

@@ -8,6 +8,7 @@ subprocesses, offline and with telemetry off, logs in ``<out>/logs``. The proces
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...pipeline import paths, stages
+from ...pipeline import paths, progress, stages
 from ...pipeline.errors import ZagreusError
 from .config import is_cpu, load_config, render, resolve_base_model, to_yaml
 from .inputs import DatasetStats, check_base_model, check_dataset, check_template
@@ -100,17 +101,56 @@ def run_step(step: str, config: str | Path, log_path: str | Path, *, entry: str 
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(argv)}\n")
         log.flush()
-        try:
-            res = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=environ,
-                                 cwd=str(Path(config).parent), timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise ZagreusError(f"axolotl {step} did not finish within {timeout_s:.0f} s; log: {log_path}\n"
-                               f"--- last lines ---\n{_tail(log_path)}") from None
+        with subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environ,
+                              cwd=str(Path(config).parent)) as proc:
+            returncode = _follow(proc, step, log_path, t0, timeout_s)
     seconds = time.perf_counter() - t0
-    if res.returncode:
-        raise ZagreusError(f"axolotl {step} failed (exit {res.returncode}); log: {log_path}\n"
+    if returncode is None:
+        raise ZagreusError(f"axolotl {step} did not finish within {timeout_s:.0f} s; log: {log_path}\n"
+                           f"--- last lines ---\n{_tail(log_path)}")
+    if returncode:
+        raise ZagreusError(f"axolotl {step} failed (exit {returncode}); log: {log_path}\n"
                            f"--- last lines ---\n{_tail(log_path)}")
     return seconds
+
+
+def _follow(proc: subprocess.Popen, step: str, log_path: Path, t0: float, timeout_s: float | None,
+            poll: float = 1.0) -> int | None:
+    """Wait for axolotl, showing its training step in ``zagreus run``'s progress line; kill it after
+    ``timeout_s`` (returns None then)."""
+    while True:
+        try:
+            return proc.wait(timeout=poll)
+        except subprocess.TimeoutExpired:
+            pass
+        if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+            proc.kill()
+            proc.wait()
+            return None
+        progress.report("sft", log_progress(step, log_path))
+
+
+def log_progress(step: str, log_path: Path, tail_bytes: int = 8192) -> str:
+    """``sft train step 12/40 · loss 2.345`` from the end of axolotl's log: the Trainer's tqdm bar
+    (``12/40 [00:05<00:15, ...]``) and its last logged loss; ``sft preprocess`` before that."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - tail_bytes))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        text = ""
+    parts = [f"sft {step}"]
+    bars = re.findall(r"(\d+)/(\d+) \[(?:[\d:]+)<([\d:?]+)", text)
+    if step == "train" and bars:  # the training bar is the longest (an evaluation's or a save's is shorter)
+        longest = max(int(total) for _, total, _ in bars)
+        done, total, left = [b for b in bars if int(b[1]) == longest][-1]
+        parts[0] += f" step {done}/{total}"
+        losses = re.findall(r"'loss': '?([0-9.]+(?:e-?\d+)?)", text)
+        if losses:
+            parts.append(f"loss {float(losses[-1]):.3f}")
+        if left and "?" not in left:
+            parts.append(f"{left} left")
+    return progress.SEP.join(parts)
 
 
 @dataclass
