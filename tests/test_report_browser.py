@@ -81,5 +81,11 @@ def test_smoke_report_in_chromium(smoke_run, workdir):
     assert measured["folded_height"] < MAX_SCREENS * HEIGHT
     for link in measured["file_links"]:
         assert (index.parent / link).is_file(), link
+    # a linked stage notebook opens offline too, with no script error and no machine path
+    notebook = next(link for link in measured["file_links"] if "03_pretraining" in link and link.endswith(".html"))
+    page = check_page(index.parent / notebook, workdir / "runs")
+    assert {key: page[key] for key in ("requests_blocked", "page_errors", "machine_paths_visible",
+                                       "machine_paths_in_html")} == {
+        "requests_blocked": [], "page_errors": [], "machine_paths_visible": [], "machine_paths_in_html": []}
     assert (shots / "first-screen.png").stat().st_size > 10_000
     assert (shots / "stage-section.png").stat().st_size > 10_000

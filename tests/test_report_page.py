@@ -22,3 +22,25 @@ def test_long_tables_and_a_figure_s_own_numbers_are_folded():
     assert not report_page.table("t", html(report_page.FOLD_ROWS)).folded
     assert report_page.table("t", html(report_page.FOLD_ROWS + 1)).folded
     assert report_page.table("t", html(3), under_figure=True).folded
+
+
+def test_rendered_notebook_pages_name_no_script_to_fetch(tmp_path):
+    """The linked stage notebooks open offline, as the report does: nbconvert's lab template would load
+    require.js and MathJax from a CDN."""
+    import re
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from zagreus_utils.results import report
+
+    nb = new_notebook(cells=[new_code_cell("print('loss 2.1')", outputs=[
+        new_output("stream", name="stdout", text="loss 2.1 in /data/me/zagreus/runs/smoke\n")])])
+    nb_path, target = tmp_path / "03_pretraining.ipynb", tmp_path / "html" / "03_pretraining.html"
+    nbformat.write(nb, nb_path)
+    report._render_notebook(nb_path, target, shareable.replacements(
+        runs=Path("/data/me/zagreus/runs"), repo=Path("/data/me/zagreus")))
+    html = target.read_text(encoding="utf-8")
+    assert "loss 2.1 in runs/smoke" in html
+    assert re.findall(r'<script[^>]*\bsrc="[^"]+"', html) == []
+    assert not re.search(r'import\("https?:', html)

@@ -25,19 +25,26 @@ from .report_glance import glance
 from .report_sections import SECTIONS, ReportContext
 
 TEMPLATE = paths.REPORT / "template.html.j2"
+# nbconvert's lab template loads require.js, MathJax, mermaid and the widget renderer from a CDN;
+# the stage notebooks use none of them (matplotlib images, HTML tables, text), so the rendered pages
+# name no script to fetch and open offline, as the report does.
+OFFLINE_EXPORTER = {name: "" for name in ("require_js_url", "mathjax_url", "jquery_url", "mermaid_js_url",
+                                          "mermaid_layout_elk_js_url", "widget_renderer_url")}
 
 
 def _render_notebook(nb_path: Path, target: Path, pairs: list[tuple[str, str]]) -> None:
     """Executed notebook -> HTML, machine paths replaced (skipped when the HTML is newer than the
-    notebook and than the code that replaces the paths)."""
-    newest_input = max(nb_path.stat().st_mtime, Path(shareable.__file__).stat().st_mtime)
+    notebook and than the code that renders it and replaces the paths)."""
+    newest_input = max(nb_path.stat().st_mtime, Path(shareable.__file__).stat().st_mtime,
+                       Path(__file__).stat().st_mtime)
     if target.is_file() and target.stat().st_mtime >= newest_input:
         return
     import nbformat
     from nbconvert import HTMLExporter
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(nb_path, as_version=4))
+    body, _ = HTMLExporter(template_name="lab", **OFFLINE_EXPORTER).from_notebook_node(
+        nbformat.read(nb_path, as_version=4))
     target.write_text(shareable.scrub(body, pairs), encoding="utf-8")
 
 
