@@ -16,6 +16,7 @@ from zagreus_utils.pipeline import paths
 from zagreus_utils.results.report_page import FOLD_ROWS
 
 WIDTH, HEIGHT = 1280, 800  # one screen
+NARROW = 700  # a narrow window: the contents stay one click away
 MAX_SCREENS = 8  # the folded first view is shorter than this many screens
 # a path under one of these top folders is a machine path (what a reader of a shared page cannot open)
 MACHINE_PATH = re.compile(r"(?<![\w.~$-])/(?:home|root|tmp|work|Users|mnt|scratch|srv|var|opt)/[\w.-]")
@@ -114,6 +115,13 @@ def check_page(html_file: Path, runs: Path, screenshots: Path | None = None, sec
             out["page_scrolls_sideways"] = page.evaluate(
                 "document.documentElement.scrollWidth > document.documentElement.clientWidth + 1")
             visible = page.evaluate("document.body.innerText")
+            page.set_viewport_size({"width": NARROW, "height": HEIGHT})  # a phone or half a screen
+            out["contents_narrow"] = page.evaluate("""() => {
+                const toc = document.querySelector('nav.toc'), back = document.querySelector('a.to-contents');
+                if (toc && getComputedStyle(toc).position === 'sticky') return 'sticky contents';
+                if (back && getComputedStyle(back).position === 'fixed' && back.offsetWidth > 0
+                    && document.getElementById(back.getAttribute('href').slice(1)) === toc) return 'fixed link';
+                return null; }""")
         finally:
             browser.close()
     folders = machine_folders(runs)
@@ -143,4 +151,6 @@ def problems(measured: dict) -> list[str]:
         found.append("the page itself scrolls sideways")
     if measured["toc_sticky"] != "sticky":
         found.append(f"the table of contents is not sticky ({measured['toc_sticky']})")
+    if measured["contents_narrow"] is None:
+        found.append(f"at {NARROW} px the contents are neither sticky nor one fixed link away")
     return found
