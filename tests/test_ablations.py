@@ -231,6 +231,7 @@ def test_stage_end_to_end_through_the_trainer_and_into_the_report(tmp_path, monk
     page = report.build("smoke", root=tmp_path).read_text()
     assert 'id="ablations-ita"' in page and claims[0]["quote"].split(",")[0] in page
     section = page[page.index('id="ablations-ita"'):page.index('id="audit"')]
+    assert section.split(">", 1)[1].lstrip().startswith('<details class="section">')  # folded, as every stage
     assert claims[0]["figures"] == ["bars"] and 'alt="Held-out bits per byte and accuracy"' in section
     assert "data:image/png;base64" in section and "Δ vs baseline" in section
     assert manifest.read(out)["status"] == "ok"

@@ -131,7 +131,7 @@ def test_report_shows_the_demonstration_only_when_it_has_run(tmp_path):
     out.write()
     (section,) = continual_section(ReportContext("smoke", [entry]))
     assert section.title == "Continual pretraining" and len(section.children) == 1
-    assert len(section.children[0].blocks) >= 2
+    assert len(section.children[0].blocks) >= 2 and section.children[0].folded  # opened by a click
     failed = {**entry, "manifest": {"status": "failed"}}
     assert continual_section(ReportContext("smoke", [failed])) == []
     assert continual_section in SECTIONS

@@ -64,5 +64,5 @@ def ablation_sections(ctx) -> list[Section]:
         sections.append(Section(anchor("ablations", s["language"]),
                                 f"The SmolLM3 recipe at small scale ({s['language']})",
                                 f"{len(claims.get('claims', []))} claims of the SmolLM notes, {len(verdicts)} checks: "
-                                f"{summary or 'none'}", blocks, folded=False))
+                                f"{summary or 'none'}", blocks))
     return sections

@@ -109,7 +109,7 @@ def continual_section(ctx: ReportContext) -> list[Section]:
         if data and (data.get("figures") or data.get("tables")):
             blocks = stage_blocks(s["folder"], data)
             found.append(Section(anchor("continual", s["language"]), f"{s['language']}: continued on a second language",
-                                 count_blocks(blocks), blocks, folded=False))
+                                 count_blocks(blocks), blocks))
     if not found:
         return []
     intro = Note("The run's final base checkpoint continued on a second language's data, against the same model "
