@@ -24,7 +24,7 @@ from ..pipeline import manifest
 from ..pipeline.context import StageContext, StageResult
 from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
-from ..pipeline.spec import Spec
+from ..pipeline.spec import ENGLISH, Spec
 from ..pipeline.stages import folder_name
 from ..sample_corpus.knowledge import PROMPTS
 
@@ -185,7 +185,7 @@ def generations(model_dir: Path, language: str, max_new_tokens: int = 12) -> pd.
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     rows = []
-    for lang in ("eng", language):
+    for lang in (ENGLISH[0], language):
         for prompt in SAMPLE_PROMPTS.get(lang, []):
             ids = tok(prompt, return_tensors="pt").input_ids
             with torch.no_grad():

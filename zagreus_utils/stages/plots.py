@@ -22,7 +22,7 @@ from matplotlib.transforms import blended_transform_factory
 from ..pipeline.context import StageContext, StageResult
 from ..pipeline.errors import ZagreusError
 from ..pipeline.outputs import StageOutputs
-from ..pipeline.spec import language_names
+from ..pipeline.spec import ENGLISH, language_names
 from ..results import published, tables
 from ..results.benchmarks import (CHANCE, CHOICES, DISPLAY, FAMILY_COLORS, FAMILY_MARKERS,  # noqa: F401 (re-exported)
                                   SERIES_COLORS, benchmark_family, chance_label, chance_level)
@@ -379,12 +379,10 @@ def parse_languages(value) -> list[str]:
 
 
 def _table_ids(languages) -> list[str]:
-    ids = [f"{lang}_progression" for lang in languages]
-    if "por" in languages:
-        ids.append("por_leaderboard")
-    if "ita" in languages:
-        ids += ["nesso_comparison", "open_nesso"]
-    return ids
+    """The published tables of these languages (a table comparing with English goes with its other
+    language), in the report's order."""
+    return [t.table_id for t in published.TABLES.values()
+            if set(t.languages) - {ENGLISH[0]} <= set(languages)]
 
 
 def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame | None = None) -> dict:
@@ -399,7 +397,8 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
     run = run_frame(run_results)
     out = StageOutputs(out_dir)
 
-    for table_id in _table_ids(languages):
+    table_ids = _table_ids(languages)
+    for table_id in table_ids:
         info = tables.provenance(df, table_id)
         wide = tables.with_run_results(df, run, table_id)
         integers = tables.style_options(df, table_id)["integer_columns"]
@@ -420,13 +419,13 @@ def build_all(out_dir, languages, run_results=None, published_df: pd.DataFrame |
                    + (" Right panel: this run's checkpoints, on their own step scale." if with_run else ""))
         title = f"{_model_name(table_rows(df, table_id), lang)}: {language_names()[lang]} checkpoint progression"
         add(f"zagreus-{lang}", fig, title, caption, [table_id])
-    if "por" in languages:
+    if "por_leaderboard" in table_ids:
         info = tables.provenance(df, "por_leaderboard")
         models = ", ".join(clean(m) for m in wide_table(score_rows(table_rows(df, "por_leaderboard"))).index)
         add("por-garcia", leaderboard_figure(df), "Portuguese leaderboard (lm-evaluation-harness-pt)",
             f"{models} on the leaderboard's tasks and their average, from {info['caption']}.",
             ["por_leaderboard"])
-    if "ita" in languages:
+    if "nesso_comparison" in table_ids:
         a, b = tables.provenance(df, "nesso_comparison"), tables.provenance(df, "open_nesso")
         add("nesso-comparison", nesso_figure(df), "Post-trained Nesso models against comparable models",
             f"English and Italian benchmarks per model, from {a['caption']}; Open-Nesso from {b['caption']}.",

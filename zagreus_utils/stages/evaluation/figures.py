@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from ...pipeline.outputs import StageOutputs
 from ...results import published, tables
 from .. import plots
-from ...pipeline.spec import language_names
+from ...pipeline.spec import ENGLISH, language_names
 from ...results.benchmarks import FAMILY_COLORS, FAMILY_MARKERS, benchmark_family
 from .results import _is_headline
 from .tasks import ACCURACY_METRICS, BPB_METRIC
@@ -30,7 +30,7 @@ def checkpoints_figure(metrics: pd.DataFrame, language: str):
     for task, rows in acc.groupby("task", sort=False):
         rows = rows.sort_values("checkpoint_step")
         family = benchmark_family(task)
-        dashed = rows["language"].iloc[0] == "eng"
+        dashed = rows["language"].iloc[0] == ENGLISH[0]
         ax.errorbar(rows["checkpoint_step"].astype(float), rows["value"], yerr=rows["stderr"].fillna(0),
                     marker=FAMILY_MARKERS.get(family, "D"), color=FAMILY_COLORS.get(family, "#000000"),
                     ls="--" if dashed else "-", capsize=3,
@@ -47,7 +47,7 @@ def checkpoints_figure(metrics: pd.DataFrame, language: str):
         for task, rows in bpb.groupby("task", sort=False):
             rows = rows.sort_values("checkpoint_step")
             bx.errorbar(rows["checkpoint_step"].astype(float), rows["value"], yerr=rows["stderr"].fillna(0),
-                        marker="o", ls="--" if rows["language"].iloc[0] == "eng" else "-", capsize=3, label=task)
+                        marker="o", ls="--" if rows["language"].iloc[0] == ENGLISH[0] else "-", capsize=3, label=task)
         bx.set_xlabel("training step")
         bx.set_ylabel("bits per byte (lower is better)")
         bx.set_title("held-out text", fontsize=10)

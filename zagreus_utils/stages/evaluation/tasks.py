@@ -23,7 +23,7 @@ import yaml
 
 from ...pipeline import paths
 from ...pipeline.errors import ZagreusError
-from ...pipeline.spec import OFFLINE_VARIABLES
+from ...pipeline.spec import ENGLISH, OFFLINE_VARIABLES
 from ...results.benchmarks import HELDOUT_STYLES, STYLE_METRIC  # noqa: F401 (re-exported)
 
 TASK_CONFIGS = paths.CONFIGS / "lm_eval"
@@ -46,7 +46,7 @@ class SuiteTask:
     metric: str                  # headline metric, lm-eval's key without the filter
     num_fewshot: int | None      # None: the task's own default (lm-eval's rule)
     chat_template: bool = False
-    language: str = "eng"        # eng | the run language
+    language: str = ENGLISH[0]   # eng | the run language
     printed_as: str | None = None  # the report's name for it (the tidy ``task``)
     requires: str | None = None  # what must be installed; such a task is skipped when absent
     local: bool = False          # a held-out task from configs/lm_eval
@@ -77,7 +77,7 @@ def heldout_suite(language: str, kind: str = "base") -> list[SuiteTask]:
     n-shot is the local task's own default (5 for MMLU-style, 0 otherwise, in its YAML).
     """
     out = []
-    for lang in (language, "eng"):
+    for lang in (language, ENGLISH[0]):
         for style in HELDOUT_STYLES:
             out.append(SuiteTask(f"{style}_{lang}", STYLE_METRIC[style], None, False, lang, local=True))
         if kind == "base":
@@ -89,7 +89,7 @@ def _task_language(task: str, spec) -> str:
     lang = spec.language
     if re.search(rf"(^|[_\-])({re.escape(lang.iso639_1)}|{re.escape(lang.code)})$", task):
         return lang.code
-    return "eng"
+    return ENGLISH[0]
 
 
 def _from_spec(tasks, spec, language: str | None = None) -> list[SuiteTask]:
@@ -119,7 +119,7 @@ def suite(spec, kind: str = "base") -> list[SuiteTask]:
         return _from_spec(ev.base, spec, spec.language.code) + _from_spec(ev.extra, spec, spec.language.code)
     if ev.instruct:
         return _from_spec(ev.instruct, spec)
-    english = [SuiteTask(t, m, n, c, "eng", p) for t, m, n, c, p in _DEFAULT_INSTRUCT_ENGLISH]
+    english = [SuiteTask(t, m, n, c, ENGLISH[0], p) for t, m, n, c, p in _DEFAULT_INSTRUCT_ENGLISH]
     return english + _from_spec(ev.base, spec, spec.language.code)
 
 
@@ -192,7 +192,7 @@ def render_tasks(heldout_dir, tasks_dir, language: str, fewshot_items: int = FEW
     data_dir.mkdir(parents=True, exist_ok=True)
     written: set[Path] = set()
     index: dict[str, dict] = {}
-    for lang in (language, "eng"):
+    for lang in (language, ENGLISH[0]):
         mc_path, text_path = heldout_dir / f"mc_{lang}.jsonl", heldout_dir / f"text_{lang}.jsonl"
         for p in (mc_path, text_path):
             if not p.is_file():

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from ...pipeline.errors import ZagreusError
 from ...pipeline.outputs import StageOutputs
+from ...pipeline.spec import ENGLISH
 from .axolotl import SftPlan
 from .config import CHATML_TEMPLATE, FIELD_MESSAGES
 from .inputs import check_dataset
@@ -179,7 +180,7 @@ def chat(model_dir: str | Path, messages: list[dict], max_new_tokens: int = 48,
 
 def sample_prompts(dataset: str | Path, language: str, per_language: int = 2) -> list[tuple[str, list[dict]]]:
     """``per_language`` prompts (system + first user message) in English and in ``language``."""
-    picked: dict[str, list] = {"eng": [], language: []}
+    picked: dict[str, list] = {ENGLISH[0]: [], language: []}
     with open(dataset, encoding="utf-8") as fh:
         for line in fh:
             row = json.loads(line)
@@ -190,7 +191,7 @@ def sample_prompts(dataset: str | Path, language: str, per_language: int = 2) ->
                 picked[lang].append(head)
             if all(len(v) >= per_language for v in picked.values()):
                 break
-    return [(lang, msgs) for lang in ("eng", language) for msgs in picked[lang]]
+    return [(lang, msgs) for lang in (ENGLISH[0], language) for msgs in picked[lang]]
 
 
 def compare_chats(base_dir: str | Path, sft_dir: str | Path, prompts: list[tuple[str, list[dict]]],
