@@ -113,6 +113,26 @@ def test_without_a_base_checkpoint_the_stage_refuses(tmp_path):
         stage.base_checkpoint(tmp_path)
 
 
+def test_the_second_language_comes_from_the_language_file(tmp_path, monkeypatch):
+    """Each report language names the language it continues into (configs/languages/<code>.yaml);
+    one that names none is refused with the file to edit, before any work."""
+    from zagreus_utils.pipeline.spec import language_names, load_spec
+
+    seconds = {code: load_spec(code, "smoke").language.second_language for code in ("ita", "spa", "fra", "por")}
+    assert seconds == {"ita": "spa", "spa": "ita", "fra": "por", "por": "fra"}
+    assert all(second in language_names() for second in seconds.values())
+    from zagreus_utils.pipeline import context
+
+    def without_second(*args, **kwargs):
+        spec = load_spec(*args, **kwargs)
+        return spec.model_copy(update={"language": spec.language.model_copy(update={"second_language": None})})
+
+    monkeypatch.setattr(context, "load_spec", without_second)
+    ctx = stage_ctx("continual", tmp_path / "runs" / "smoke" / "ita")
+    with pytest.raises(ZagreusError, match=r"no second language for 'ita'.*second_language: <code>.*ita\.yaml"):
+        stage.run(ctx, progress=False)
+
+
 def test_report_shows_the_demonstration_only_when_it_has_run(tmp_path):
     import pandas as pd
     from matplotlib.figure import Figure

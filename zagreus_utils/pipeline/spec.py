@@ -75,6 +75,8 @@ class LanguageSpec(_Strict):
     budget: Budget
     evaluation: Evaluation
     published_tables: list[str]
+    # the language the continual-pretraining demonstration (optional stage 09) continues a run into
+    second_language: str | None = None
 
     @model_validator(mode="after")
     def _unique_sources(self):

@@ -21,8 +21,6 @@ from ...sample_corpus import corpus
 from ..reruns import code_digest, fresh_if_changed
 from ..tokenization import stage_jobs
 
-#: the language each run language continues into
-SECOND_LANGUAGE = {"ita": "spa", "spa": "ita", "fra": "por", "por": "fra"}
 SOURCES = ("fineweb2", "finepdfs")  # the target-language sources of the sample corpus
 
 

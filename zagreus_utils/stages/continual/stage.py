@@ -101,10 +101,10 @@ def run(ctx: StageContext, *, progress: bool = True) -> StageResult:
     t0 = time.perf_counter()
     spec, out = ctx.spec, ctx.out_dir
     code = spec.language.code
-    second = second_language.SECOND_LANGUAGE.get(code)
+    second = spec.language.second_language
     if second is None:
-        raise ZagreusError(f"the continual demonstration has no second language for {code!r}; "
-                           f"it runs for {', '.join(second_language.SECOND_LANGUAGE)}")
+        raise ZagreusError(f"the continual demonstration has no second language for {code!r}: set "
+                           f"`second_language: <code>` in {paths.CONFIGS / 'languages' / (code + '.yaml')}")
     pre, tok_dir, data_dir = (ctx.upstream(k) for k in ("pretraining", "tokenization", "data"))
     start = base_checkpoint(pre)
     base = ncfg.load(pre / "nanotron_config.yaml")
