@@ -27,7 +27,10 @@ from .token_data import TokenDataset
 
 
 @dataclass(frozen=True)
-class DataStage:
+class StageFeed:
+    """One data stage as the trainer reads it from the rendered nanotron config (the spec's stage is
+    :class:`zagreus_utils.pipeline.data_stages.DataStage`)."""
+
     name: str
     start_training_step: int  # nanotron's: the first (1-based) step that reads this stage
     folders: tuple[str, ...]
@@ -35,7 +38,7 @@ class DataStage:
     seed: int
 
 
-def read_stages(config: dict, absolute: Callable[[str], str], train_steps: int) -> tuple[DataStage, ...]:
+def read_stages(config: dict, absolute: Callable[[str], str], train_steps: int) -> tuple[StageFeed, ...]:
     """The ``data_stages`` of a nanotron config, in order of their start, checked as nanotron does
     (the first at step 1, starts distinct) and against ``train_steps`` (a stage that starts after
     the last step would never run)."""
@@ -47,7 +50,7 @@ def read_stages(config: dict, absolute: Callable[[str], str], train_steps: int) 
             folders = ds["dataset_folder"]
             folders = [folders] if isinstance(folders, str) else list(folders)
             weights = ds.get("dataset_weights")
-            stages.append(DataStage(str(st["name"]), int(st["start_training_step"]),
+            stages.append(StageFeed(str(st["name"]), int(st["start_training_step"]),
                                     tuple(absolute(f) for f in folders), tuple(weights) if weights else None,
                                     st["data"].get("seed") or 42))
     except (KeyError, TypeError) as exc:
@@ -80,7 +83,7 @@ def folder_labels(folders) -> list[str]:
     return [str(f) for f in folders]
 
 
-def step_ranges(stages: tuple[DataStage, ...], train_steps: int) -> list[tuple[int, int]]:
+def step_ranges(stages: tuple[StageFeed, ...], train_steps: int) -> list[tuple[int, int]]:
     """(first, last) 1-based step of each stage."""
     starts = [s.start_training_step for s in stages]
     return [(a, (starts[i + 1] - 1) if i + 1 < len(starts) else train_steps) for i, a in enumerate(starts)]
@@ -89,7 +92,7 @@ def step_ranges(stages: tuple[DataStage, ...], train_steps: int) -> list[tuple[i
 class StagedTokenDataset(Dataset):
     """The sample order of several data stages: stage ``k``'s own blended order for its steps."""
 
-    def __init__(self, stages: tuple[DataStage, ...], seq_len: int, train_steps: int, global_batch: int, *,
+    def __init__(self, stages: tuple[StageFeed, ...], seq_len: int, train_steps: int, global_batch: int, *,
                  vocab_size: int):
         self.stages = stages
         self.global_batch = global_batch
@@ -134,7 +137,7 @@ def source_of(dataset: Dataset, i: int) -> tuple[str, str, int]:
     return stage, folder_labels(part.folders)[d], int(part.sample_index[j]) % part.lengths[d]
 
 
-def build(stages: tuple[DataStage, ...], seq_len: int, train_steps: int, global_batch: int, *,
+def build(stages: tuple[StageFeed, ...], seq_len: int, train_steps: int, global_batch: int, *,
           vocab_size: int) -> Dataset:
     """The trainer's dataset: one stage's :class:`TokenDataset` (as before), or the staged order."""
     if len(stages) == 1:
@@ -152,7 +155,7 @@ def repeat_notes(dataset: Dataset) -> list[str]:
             "(repeated like nanotron's Nanoset)" for name, p in zip(names, parts) if p.epochs > 1]
 
 
-def stage_record(stages: tuple[DataStage, ...]) -> list[dict]:
+def stage_record(stages: tuple[StageFeed, ...]) -> list[dict]:
     """The stages as the settings' record holds them: folders by name (not where they are)."""
     return [{"name": s.name, "start_training_step": s.start_training_step,
              "folders": folder_labels(s.folders), "weights": list(s.weights) if s.weights else None,

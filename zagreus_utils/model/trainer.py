@@ -98,7 +98,7 @@ class Settings:
     document_masking: bool = False
     weight_decay_exclude: tuple[str, ...] = ()
     # continual pretraining: the data stages (staged_data) and the start checkpoint (init_weights)
-    data_stages: tuple[staged_data.DataStage, ...] = ()
+    data_stages: tuple[staged_data.StageFeed, ...] = ()
     init: init_weights.InitSource | None = None
 
     @classmethod
